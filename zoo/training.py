@@ -1,0 +1,206 @@
+"""Vectorized population training: P models with one layout train as one batched computation.
+
+Every model has its own seed (initialization and batch order), learning rate and weight decay;
+models with the same batch size and training-set fraction step in lockstep (other batch sizes
+or fractions train as separate lockstep groups). The result equals P independent
+``torch.optim`` runs: model p's batches are ``randperm(n, generator=Generator().manual_seed(
+seed_p + BATCH_SEED_OFFSET))`` per epoch, consumed in order, the last batch possibly smaller.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from zoo.architectures import Architecture
+from zoo.optim import OPTIMIZERS, lr_factor
+from zoo.tasks import TaskData
+
+BATCH_SEED_OFFSET = 1_000_003
+METRIC_NAMES = ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc")
+EVAL_BATCH = 1024
+
+
+class Status:
+    """Status codes stored per model in the zoo's ``status`` array."""
+
+    PENDING, DONE, FAILED, DIVERGED = 0, 1, 2, 3
+    NAMES = {0: "pending", 1: "done", 2: "failed", 3: "diverged"}
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Settings shared by every model of a training run."""
+
+    epochs: int
+    checkpoints: tuple[int, ...]  # epochs at which weights and metrics are kept; 0 = init
+    optimizer: str = "sgd"
+    momentum: float = 0.9
+    schedule: str = "cosine"
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {self.optimizer!r} ({', '.join(OPTIMIZERS)})")
+        lr_factor(self.schedule, 0, 1)  # validates the name
+        if self.epochs < 1:
+            raise ValueError(f"epochs must be >= 1, got {self.epochs}")
+        bad = [c for c in self.checkpoints if not 0 <= c <= self.epochs]
+        if bad or not self.checkpoints:
+            raise ValueError(
+                f"checkpoints must be epochs in [0, {self.epochs}], got {list(self.checkpoints)}"
+            )
+
+
+@dataclass
+class TrainResult:
+    """weights: (P, C, N) at the kept checkpoints; metrics: name -> (P, C); status: (P,) codes."""
+
+    weights: Tensor
+    metrics: dict[str, Tensor]
+    status: Tensor
+
+
+def task_loss(task: TaskData, out: Tensor, y: Tensor) -> Tensor:
+    """Per-model mean loss: out (P, B, K), y (B,) or (P, B[, K]) -> (P,)."""
+    if task.kind == "classification":
+        y = y.expand(out.shape[:2]) if y.dim() == 1 else y
+        return F.cross_entropy(out.transpose(1, 2), y, reduction="none").mean(dim=1)
+    y = y.expand(out.shape) if y.dim() == out.dim() - 1 else y
+    return ((out - y) ** 2).flatten(1).mean(dim=1)
+
+
+@torch.no_grad()
+def evaluate(
+    arch: Architecture, task: TaskData, weights: Tensor, split: str
+) -> tuple[Tensor, Tensor]:
+    """Loss and accuracy (NaN for regression) of each of P models on a whole split -> (P,), (P,)."""
+    x, y = task.split(split)
+    total_loss = torch.zeros(len(weights))
+    correct = torch.zeros(len(weights))
+    for a in range(0, len(x), EVAL_BATCH):
+        xb, yb = x[a : a + EVAL_BATCH], y[a : a + EVAL_BATCH]
+        out = arch.forward(weights, xb)  # (P, B, K)
+        total_loss += task_loss(task, out, yb) * len(xb)
+        if task.kind == "classification":
+            correct += (out.argmax(-1) == yb).float().sum(1)
+    acc = (
+        correct / len(x)
+        if task.kind == "classification"
+        else torch.full_like(correct, float("nan"))
+    )
+    return total_loss / len(x), acc
+
+
+def train_population(
+    arch: Architecture,
+    task: TaskData,
+    config: TrainConfig,
+    seeds: np.ndarray,
+    learning_rate: np.ndarray,
+    weight_decay: np.ndarray,
+    batch_size: np.ndarray,
+    data_fraction: np.ndarray | None = None,
+    on_epoch: Callable[[int], None] | None = None,
+) -> TrainResult:
+    """Train P models; per-model hyperparameters are (P,) arrays. See the module docstring."""
+    p = len(seeds)
+    fraction = np.ones(p) if data_fraction is None else np.asarray(data_fraction, dtype=float)
+    n_ckpt = len(config.checkpoints)
+    result = TrainResult(
+        weights=torch.empty(p, n_ckpt, arch.num_params),
+        metrics={m: torch.empty(p, n_ckpt) for m in METRIC_NAMES},
+        status=torch.full((p,), Status.DONE, dtype=torch.int8),
+    )
+    keys = np.stack([np.asarray(batch_size, dtype=float), fraction], axis=1)
+    for key in np.unique(keys, axis=0):
+        idx = np.flatnonzero((keys == key).all(axis=1))
+        sub = _train_lockstep(
+            arch, task, config, seeds[idx], learning_rate[idx], weight_decay[idx],
+            int(key[0]), float(key[1]), on_epoch,
+        )  # fmt: skip
+        t = torch.as_tensor(idx)
+        result.weights[t] = sub.weights
+        for m in METRIC_NAMES:
+            result.metrics[m][t] = sub.metrics[m]
+        result.status[t] = sub.status
+    return result
+
+
+def _train_lockstep(
+    arch: Architecture, task: TaskData, config: TrainConfig, seeds: np.ndarray, lr: np.ndarray,
+    wd: np.ndarray, batch_size: int, fraction: float, on_epoch: Callable[[int], None] | None,
+) -> TrainResult:  # fmt: skip
+    p = len(seeds)
+    n_train = max(1, int(round(fraction * len(task.x_train))))
+    x_train, y_train = task.x_train[:n_train], task.y_train[:n_train]
+    steps_per_epoch = -(-n_train // batch_size)
+    total_steps = config.epochs * steps_per_epoch
+
+    w = arch.init_weights(list(seeds))  # (P, N)
+    opt_cls = OPTIMIZERS[config.optimizer]
+    extra = {"momentum": config.momentum} if config.optimizer == "sgd" else {}
+    opt = opt_cls(
+        w,
+        torch.as_tensor(lr, dtype=torch.float32),
+        torch.as_tensor(wd, dtype=torch.float32),
+        **extra,
+    )
+    gens = [torch.Generator().manual_seed(int(s) + BATCH_SEED_OFFSET) for s in seeds]
+    active = torch.ones(p, dtype=torch.bool)
+    diverged = torch.zeros(p, dtype=torch.bool)
+
+    out = TrainResult(
+        weights=torch.empty(p, len(config.checkpoints), arch.num_params),
+        metrics={m: torch.empty(p, len(config.checkpoints)) for m in METRIC_NAMES},
+        status=torch.full((p,), Status.DONE, dtype=torch.int8),
+    )
+
+    def keep(epoch: int) -> None:
+        for c, ep in enumerate(config.checkpoints):
+            if ep != epoch:
+                continue
+            out.weights[:, c] = w
+            for split in ("train", "val", "test"):
+                loss, acc = evaluate(arch, task, w, split)
+                out.metrics[f"{split}_loss"][:, c] = loss
+                out.metrics[f"{split}_acc"][:, c] = acc
+            out.weights[diverged, c] = float("nan")
+            for m in METRIC_NAMES:
+                out.metrics[m][diverged, c] = float("nan")
+
+    keep(0)
+    step = 0
+    for epoch in range(1, config.epochs + 1):
+        perms = torch.stack([torch.randperm(n_train, generator=g) for g in gens])  # (P, n)
+        for a in range(0, n_train, batch_size):
+            idx = perms[:, a : a + batch_size]  # (P, B)
+            xb, yb = x_train[idx], y_train[idx]  # (P, B, ...)
+            wg = w.detach().requires_grad_(True)
+            params = arch.layout.unflatten(wg)  # views {name: (P, *shape)}
+            losses = task_loss(task, arch.forward_params(params, xb), yb)  # (P,)
+            bad = ~torch.isfinite(losses.detach()) & active
+            if bad.any():
+                diverged |= bad
+                active &= ~bad
+                w[bad] = 0.0  # frozen; its kept checkpoints from now on are NaN
+            grads = torch.autograd.grad(
+                torch.where(active, losses, 0.0).sum(), list(params.values())
+            )
+            grad = arch.layout.flatten(dict(zip(params, grads, strict=True)))  # (P, N)
+            opt.step(grad, lr_factor(config.schedule, step, total_steps), active)
+            blown = active & ~torch.isfinite(w).all(dim=1)
+            if blown.any():
+                diverged |= blown
+                active &= ~blown
+                w[blown] = 0.0
+            step += 1
+        keep(epoch)
+        if on_epoch is not None:
+            on_epoch(epoch)
+    out.status[diverged] = Status.DIVERGED
+    return out
