@@ -184,13 +184,15 @@ def _train_lockstep(
             params = arch.layout.unflatten(wg)  # views {name: (P, *shape)}
             losses = task_loss(task, arch.forward_params(params, xb), yb)  # (P,)
             bad = ~torch.isfinite(losses.detach()) & active
-            if bad.any():
+            hit = bool(bad.any())
+            if hit:
                 diverged |= bad
                 active &= ~bad
-                w[bad] = 0.0  # frozen; its kept checkpoints from now on are NaN
             grads = torch.autograd.grad(
                 torch.where(active, losses, 0.0).sum(), list(params.values())
             )
+            if hit:  # only after the backward pass: w shares its storage with the leaf wg
+                w[bad] = 0.0  # frozen; its kept checkpoints from now on are NaN
             grad = arch.layout.flatten(dict(zip(params, grads, strict=True)))  # (P, N)
             opt.step(grad, lr_factor(config.schedule, step, total_steps), active)
             blown = active & ~torch.isfinite(w).all(dim=1)

@@ -16,7 +16,9 @@ class MLPModule(nn.Module):
     def __init__(self, in_features: int, widths: list[int], out_features: int) -> None:
         super().__init__()
         sizes = [in_features, *widths]
-        self.hidden = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:], strict=True))
+        self.hidden = nn.ModuleList(
+            nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:], strict=True)
+        )
         self.out = nn.Linear(sizes[-1], out_features)
 
     def forward(self, x: Tensor) -> Tensor:

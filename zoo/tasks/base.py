@@ -51,6 +51,9 @@ class TaskData:
 Builder = Callable[..., TaskData]
 _BUILTIN: dict[str, Builder] = {}
 _USER: dict[str, TaskData] = {}
+_BUILT: dict[
+    tuple[str, int, str | None], TaskData
+] = {}  # built-in tasks are built once per process
 
 
 def builtin(name: str) -> Callable[[Builder], Builder]:
@@ -89,17 +92,23 @@ def check_task_name(name: str) -> None:
 
 
 def get_task(name: str, seed: int = 0, data_root: str | None = None) -> TaskData:
-    """Build (or look up) task ``name`` with splits drawn from ``seed``."""
+    """Build (or look up) task ``name`` with splits drawn from ``seed``.
+
+    The returned tensors are shared by every caller in the process: treat them as read-only.
+    """
     if name in _USER:
         return _USER[name]
     check_task_name(name)
-    family, params = parse_task_name(name)
-    try:
-        data = _BUILTIN[family](seed=seed, data_root=data_root, **params)
-    except TypeError as e:
-        raise ValueError(f"task {name!r}: {e}") from None
-    data.name = name
-    return data
+    key = (name, seed, data_root)
+    if key not in _BUILT:
+        family, params = parse_task_name(name)
+        try:
+            data = _BUILTIN[family](seed=seed, data_root=data_root, **params)
+        except TypeError as e:
+            raise ValueError(f"task {name!r}: {e}") from None
+        data.name = name
+        _BUILT[key] = data
+    return _BUILT[key]
 
 
 def split_arrays(

@@ -1,0 +1,211 @@
+"""``zoo build``: train every pending chunk of a zoo spec with Dask and write it into Zarr.
+
+One Dask task per chunk of ``model_chunk`` models of a population: it trains the chunk as one
+vectorized population and writes exactly its own shards (weights, metrics, then status). The
+driver holds the store's build lock, so a second build of the same store is refused; a killed
+build leaves unfinished chunks pending and a re-run trains only those.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from zoo.architectures import architecture_from_dict
+from zoo.spec import ZooSpec
+from zoo.store import Zoo, create_or_check, open_group, open_zoo, write_chunk
+from zoo.store_lock import BuildLock
+from zoo.tasks import TaskData, get_task
+from zoo.training import Status, TrainConfig, train_population
+
+DEFAULT_SPEC = Path(__file__).resolve().parents[1] / "data" / "specs" / "default.toml"
+FINAL = (Status.DONE, Status.DIVERGED)
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """Models [start, stop) of one population: the unit of Dask work and of Zarr writing."""
+
+    population: str
+    task: str
+    start: int
+    stop: int
+
+
+@dataclass(frozen=True)
+class ChunkResult:
+    chunk: Chunk
+    done: int
+    diverged: int
+    seconds: float
+
+
+def load_spec(spec_or_path: ZooSpec | str | Path | None, data_root: str | None = None) -> ZooSpec:
+    """The spec object, read from TOML if given a path (the default preset if None)."""
+    overrides = {"data_root": data_root} if data_root else {}
+    if isinstance(spec_or_path, ZooSpec):
+        return replace(spec_or_path, **overrides)
+    return ZooSpec.from_toml(spec_or_path or DEFAULT_SPEC, **overrides)
+
+
+def pending_chunks(location: str | Path) -> list[Chunk]:
+    """Chunks with at least one model neither done nor diverged (pending or failed)."""
+    root = open_group(location, mode="r")
+    chunks = []
+    for name in root.attrs["weightzoo"]["populations"]:
+        g = root[name]
+        status = g["status"][:]
+        k = int(g.attrs["model_chunk"])
+        for start in range(0, len(status), k):
+            stop = min(start + k, len(status))
+            if not np.isin(status[start:stop], FINAL).all():
+                chunks.append(Chunk(name, g.attrs["task"], start, stop))
+    return chunks
+
+
+def train_chunk(
+    location: str, chunk: Chunk, data: TaskData, cfg: TrainConfig, threads: int
+) -> ChunkResult:
+    """Dask task: train one chunk and write its shards. Runs in a worker process."""
+    torch.set_num_threads(threads)
+    t0 = time.perf_counter()
+    g = open_group(location, mode="r")[chunk.population]
+    arch = architecture_from_dict(g.attrs["arch"])
+    hp = {k: g["hparams"][k][chunk.start : chunk.stop] for k in g["hparams"].array_keys()}
+    result = train_population(
+        arch, data, cfg, hp["seed"], hp["learning_rate"], hp["weight_decay"], hp["batch_size"],
+        hp["data_fraction"],
+    )  # fmt: skip
+    write_chunk(location, chunk.population, chunk.start, result)
+    status = result.status.numpy()
+    return ChunkResult(
+        chunk, int((status == Status.DONE).sum()), int((status == Status.DIVERGED).sum()),
+        time.perf_counter() - t0,
+    )  # fmt: skip
+
+
+def mark_failed(location: str, chunk: Chunk) -> None:
+    g = open_group(location, mode="r+")[chunk.population]
+    g["status"][chunk.start : chunk.stop] = np.full(
+        chunk.stop - chunk.start, Status.FAILED, dtype=np.int8
+    )
+
+
+def build_zoo(
+    spec_or_path: ZooSpec | str | Path | None = None,
+    store: str | Path = "zoo.zarr",
+    workers: int | None = None,
+    scheduler: str | None = None,
+    metrics: bool = True,
+    data_root: str | None = None,
+    console: Console | None = None,
+) -> Zoo:
+    """Train what is not yet trained of a spec into ``store``; returns the opened zoo.
+
+    workers: Dask worker processes (default: one per core); ``0`` trains in this process
+    (also used for ``memory://`` stores, which other processes cannot see). scheduler: address
+    of an existing Dask cluster to join instead of starting a LocalCluster.
+    """
+    console = console or Console(stderr=True)
+    spec = load_spec(spec_or_path, data_root)
+    location = str(store)
+    create_or_check(location, spec)
+    with BuildLock(location):
+        chunks = pending_chunks(location)
+        n_models = sum(c.stop - c.start for c in chunks)
+        if not chunks:
+            console.print(f"[green]{location}: every model is trained already[/]")
+        else:
+            data = {
+                t: get_task(t, seed=spec.split_seed, data_root=spec.data_root)
+                for t in sorted({c.task for c in chunks})
+            }
+            inline = workers == 0 or (location.startswith("memory://") and not scheduler)
+            console.print(
+                f"training {n_models} models in {len(chunks)} chunks of spec [bold]{spec.name}[/] "
+                f"into {location}"
+            )
+            if inline:
+                _run_inline(location, chunks, data, spec.train_config(), console)
+            else:
+                _run_dask(location, chunks, data, spec.train_config(), workers, scheduler, console)
+    if metrics:
+        _run_metrics_stage(location, workers, scheduler, console)
+    return open_zoo(location)
+
+
+def _progress(console: Console) -> Progress:
+    return Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("models"), TimeElapsedColumn(), console=console,
+    )  # fmt: skip
+
+
+def _run_inline(
+    location: str,
+    chunks: list[Chunk],
+    data: dict[str, TaskData],
+    cfg: TrainConfig,
+    console: Console,
+) -> None:
+    from pipelines.cluster import cpu_count
+
+    with _progress(console) as bar:
+        job = bar.add_task("training", total=sum(c.stop - c.start for c in chunks))
+        for chunk in chunks:
+            try:
+                train_chunk(location, chunk, data[chunk.task], cfg, cpu_count())
+            except Exception:
+                mark_failed(location, chunk)
+                raise
+            bar.advance(job, chunk.stop - chunk.start)
+
+
+def _run_dask(
+    location: str, chunks: list[Chunk], data: dict[str, TaskData], cfg: TrainConfig,
+    workers: int | None, scheduler: str | None, console: Console,
+) -> None:  # fmt: skip
+    from distributed import as_completed
+
+    from pipelines.cluster import dask_client, threads_per_worker
+
+    failures: list[str] = []
+    with dask_client(workers, scheduler, max_workers=len(chunks)) as client:
+        console.print(f"Dask dashboard: {client.dashboard_link}")
+        n_workers = max(1, len(client.scheduler_info(n_workers=-1)["workers"]))
+        threads = threads_per_worker(n_workers) if not scheduler else 1
+        shipped = {t: client.scatter(d, broadcast=True) for t, d in data.items()}
+        futures = {
+            client.submit(train_chunk, location, c, shipped[c.task], cfg, threads, pure=False): c
+            for c in chunks
+        }
+        with _progress(console) as bar:
+            job = bar.add_task("training", total=sum(c.stop - c.start for c in chunks))
+            for fut in as_completed(futures):
+                chunk = futures[fut]
+                if fut.status == "error":
+                    mark_failed(location, chunk)
+                    failures.append(
+                        f"{chunk.population}[{chunk.start}:{chunk.stop}]: {fut.exception()}"
+                    )
+                bar.advance(job, chunk.stop - chunk.start)
+    if failures:
+        raise RuntimeError(
+            f"{len(failures)} chunk(s) failed, re-run to retry; first: {failures[0]}"
+        )
+
+
+def _run_metrics_stage(
+    location: str, workers: int | None, scheduler: str | None, console: Console
+) -> None:
+    try:
+        from pipelines.metrics_stage import compute_metrics
+    except ImportError:
+        return
+    compute_metrics(location, workers=workers, scheduler=scheduler)

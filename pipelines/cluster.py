@@ -1,0 +1,51 @@
+"""Dask clusters: a LocalCluster sized to the machine, or an existing cluster by address."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from distributed import Client, LocalCluster
+
+
+def cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
+def threads_per_worker(n_workers: int) -> int:
+    """Torch threads each worker process should use so workers together fill the machine."""
+    return max(1, cpu_count() // max(1, n_workers))
+
+
+@contextmanager
+def dask_client(
+    workers: int | None = None, scheduler: str | None = None, max_workers: int | None = None
+) -> Iterator[Client]:
+    """A distributed Client: joins ``scheduler`` if given, else starts a LocalCluster.
+
+    The local cluster has ``workers`` single-threaded worker processes (default: one per core,
+    capped at ``max_workers``, e.g. the number of tasks); torch threads are set per task.
+    """
+    if scheduler:
+        client = Client(scheduler)
+        try:
+            yield client
+        finally:
+            client.close()
+        return
+    n = workers or cpu_count()
+    if max_workers:
+        n = max(1, min(n, max_workers))
+    with (
+        LocalCluster(
+            n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0",
+            silence_logs=logging.ERROR,
+        ) as cluster,
+        Client(cluster) as client,
+    ):  # fmt: skip
+        yield client

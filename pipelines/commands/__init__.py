@@ -1,0 +1,3 @@
+"""Each module here registers its commands on :data:`pipelines.app.app` when imported."""
+
+from pipelines.commands import build  # noqa: F401

@@ -1,0 +1,81 @@
+"""``zoo build`` and ``zoo info``."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from pipelines.app import app
+
+
+@app.command()
+def build(
+    spec: Annotated[
+        Path | None, typer.Argument(help="zoo spec TOML (default: data/specs/default.toml)")
+    ] = None,
+    store: Annotated[str, typer.Option(help="store path or fsspec URL")] = "zoo.zarr",
+    workers: Annotated[
+        int | None, typer.Option(help="Dask worker processes (0: in this process)")
+    ] = None,
+    scheduler: Annotated[
+        str | None, typer.Option(help="address of an existing Dask scheduler")
+    ] = None,
+    metrics: Annotated[bool, typer.Option(help="compute loss-landscape metrics and phases")] = True,
+    data_root: Annotated[
+        str | None, typer.Option(help="folder with local MNIST/CIFAR files")
+    ] = None,
+) -> None:
+    """Train a phase-controlled zoo (resumes: only what is not done is trained)."""
+    from pipelines.build import build_zoo
+
+    zoo = build_zoo(
+        spec, store, workers=workers, scheduler=scheduler, metrics=metrics, data_root=data_root
+    )
+    print_info(zoo.location)
+
+
+@app.command()
+def info(store: Annotated[str, typer.Argument(help="store path or fsspec URL")]) -> None:
+    """Populations of a zoo: task, architecture, width, parameters, models by status, accuracy."""
+    print_info(store)
+
+
+def print_info(store: str) -> None:
+    from zoo.store import open_zoo
+
+    zoo = open_zoo(store)
+    spec = zoo.spec
+    table = Table(title=f"{spec.name}: {zoo.location}")
+    for col in ("population", "task", "arch", "width", "params", "models", "done", "pending",
+                "failed", "diverged", "test acc mean", "min", "max"):  # fmt: skip
+        left = col in ("population", "task", "arch")
+        table.add_column(col, justify="left" if left else "right", no_wrap=True)
+
+    def pct(v: float) -> str:
+        return "-" if math.isnan(v) else f"{100 * v:.1f}%"
+
+    for r in zoo.summary():
+        table.add_row(
+            r["population"], r["task"], r["arch"], str(r["width"]), str(r["params"]), str(r["models"]),
+            str(r["done"]), str(r["pending"]), str(r["failed"]), str(r["diverged"]),
+            pct(r["test_acc_mean"]), pct(r["test_acc_min"]), pct(r["test_acc_max"]),
+        )  # fmt: skip
+    console = Console()
+    if not console.is_terminal:
+        console = Console(width=160)
+    console.print(table)
+
+    def values(vs: tuple[float, ...]) -> str:
+        return ", ".join(f"{v:g}" for v in vs)
+
+    console.print(
+        f"grid: {spec.load.name} [{values(spec.load.values)}] x {spec.temperature.name} "
+        f"[{values(spec.temperature.values)}] x {spec.seeds} seeds, {spec.epochs} epochs, "
+        f"checkpoints {list(spec.checkpoints)}",
+        highlight=False,
+    )
