@@ -72,15 +72,17 @@ def pending_chunks(location: str | Path) -> list[Chunk]:
 def train_chunk(
     location: str, chunk: Chunk, data: TaskData, cfg: TrainConfig, threads: int
 ) -> ChunkResult:
-    """Dask task: train one chunk and write its shards. Runs in a worker process."""
+    """Dask task: train one chunk and write its shards. Runs in a worker process, on its GPU
+    when it has one."""
     torch.set_num_threads(threads)
     t0 = time.perf_counter()
     g = open_group(location, mode="r")[chunk.population]
     arch = architecture_from_dict(g.attrs["arch"])
     hp = {k: g["hparams"][k][chunk.start : chunk.stop] for k in g["hparams"].array_keys()}
+    device = "cuda" if torch.cuda.is_available() else "cpu"
     result = train_population(
         arch, data, cfg, hp["seed"], hp["learning_rate"], hp["weight_decay"], hp["batch_size"],
-        hp["data_fraction"],
+        hp["data_fraction"], device=device,
     )  # fmt: skip
     write_chunk(location, chunk.population, chunk.start, result)
     status = result.status.numpy()

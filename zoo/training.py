@@ -80,8 +80,9 @@ def evaluate(
 ) -> tuple[Tensor, Tensor]:
     """Loss and accuracy (NaN for regression) of each of P models on a whole split -> (P,), (P,)."""
     x, y = task.split(split)
-    total_loss = torch.zeros(len(weights))
-    correct = torch.zeros(len(weights))
+    x, y = x.to(weights.device), y.to(weights.device)
+    total_loss = torch.zeros(len(weights), device=weights.device)
+    correct = torch.zeros(len(weights), device=weights.device)
     for a in range(0, len(x), EVAL_BATCH):
         xb, yb = x[a : a + EVAL_BATCH], y[a : a + EVAL_BATCH]
         out = arch.forward(weights, xb)  # (P, B, K)
@@ -93,7 +94,7 @@ def evaluate(
         if task.kind == "classification"
         else torch.full_like(correct, float("nan"))
     )
-    return total_loss / len(x), acc
+    return (total_loss / len(x)).cpu(), acc.cpu()
 
 
 def train_population(
@@ -106,8 +107,12 @@ def train_population(
     batch_size: np.ndarray,
     data_fraction: np.ndarray | None = None,
     on_epoch: Callable[[int], None] | None = None,
+    device: str | torch.device = "cpu",
 ) -> TrainResult:
-    """Train P models; per-model hyperparameters are (P,) arrays. See the module docstring."""
+    """Train P models; per-model hyperparameters are (P,) arrays. See the module docstring.
+
+    ``device`` is where the computation runs; results always come back on the CPU.
+    """
     p = len(seeds)
     fraction = np.ones(p) if data_fraction is None else np.asarray(data_fraction, dtype=float)
     n_ckpt = len(config.checkpoints)
@@ -121,7 +126,7 @@ def train_population(
         idx = np.flatnonzero((keys == key).all(axis=1))
         sub = _train_lockstep(
             arch, task, config, seeds[idx], learning_rate[idx], weight_decay[idx],
-            int(key[0]), float(key[1]), on_epoch,
+            int(key[0]), float(key[1]), on_epoch, torch.device(device),
         )  # fmt: skip
         t = torch.as_tensor(idx)
         result.weights[t] = sub.weights
@@ -134,14 +139,15 @@ def train_population(
 def _train_lockstep(
     arch: Architecture, task: TaskData, config: TrainConfig, seeds: np.ndarray, lr: np.ndarray,
     wd: np.ndarray, batch_size: int, fraction: float, on_epoch: Callable[[int], None] | None,
+    device: torch.device,
 ) -> TrainResult:  # fmt: skip
     p = len(seeds)
     n_train = max(1, int(round(fraction * len(task.x_train))))
-    x_train, y_train = task.x_train[:n_train], task.y_train[:n_train]
+    x_train, y_train = task.x_train[:n_train].to(device), task.y_train[:n_train].to(device)
     steps_per_epoch = -(-n_train // batch_size)
     total_steps = config.epochs * steps_per_epoch
 
-    w = arch.init_weights(list(seeds))  # (P, N)
+    w = arch.init_weights(list(seeds)).to(device)  # (P, N)
     opt_cls = OPTIMIZERS[config.optimizer]
     extra = {"momentum": config.momentum} if config.optimizer == "sgd" else {}
     opt = opt_cls(
@@ -151,8 +157,8 @@ def _train_lockstep(
         **extra,
     )
     gens = [torch.Generator().manual_seed(int(s) + BATCH_SEED_OFFSET) for s in seeds]
-    active = torch.ones(p, dtype=torch.bool)
-    diverged = torch.zeros(p, dtype=torch.bool)
+    active = torch.ones(p, dtype=torch.bool, device=device)
+    diverged = torch.zeros(p, dtype=torch.bool, device=device)
 
     out = TrainResult(
         weights=torch.empty(p, len(config.checkpoints), arch.num_params),
@@ -164,19 +170,21 @@ def _train_lockstep(
         for c, ep in enumerate(config.checkpoints):
             if ep != epoch:
                 continue
-            out.weights[:, c] = w
+            out.weights[:, c] = w.cpu()
             for split in ("train", "val", "test"):
                 loss, acc = evaluate(arch, task, w, split)
                 out.metrics[f"{split}_loss"][:, c] = loss
                 out.metrics[f"{split}_acc"][:, c] = acc
-            out.weights[diverged, c] = float("nan")
+            out.weights[diverged.cpu(), c] = float("nan")
             for m in METRIC_NAMES:
-                out.metrics[m][diverged, c] = float("nan")
+                out.metrics[m][diverged.cpu(), c] = float("nan")
 
     keep(0)
     step = 0
     for epoch in range(1, config.epochs + 1):
-        perms = torch.stack([torch.randperm(n_train, generator=g) for g in gens])  # (P, n)
+        perms = torch.stack([torch.randperm(n_train, generator=g) for g in gens]).to(
+            device
+        )  # (P, n)
         for a in range(0, n_train, batch_size):
             idx = perms[:, a : a + batch_size]  # (P, B)
             xb, yb = x_train[idx], y_train[idx]  # (P, B, ...)
@@ -204,5 +212,5 @@ def _train_lockstep(
         keep(epoch)
         if on_epoch is not None:
             on_epoch(epoch)
-    out.status[diverged] = Status.DIVERGED
+    out.status[diverged.cpu()] = Status.DIVERGED
     return out

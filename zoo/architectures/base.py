@@ -54,6 +54,13 @@ class Architecture(ABC):
     def _template(self) -> nn.Module:
         return self.build().requires_grad_(False)
 
+    def _template_on(self, device: torch.device) -> nn.Module:
+        """The template module on ``device`` (copied once per device; its values are unused)."""
+        cache = self.__dict__.setdefault("_templates", {})
+        if device not in cache:
+            cache[device] = self._template if device.type == "cpu" else self.build().to(device)
+        return cache[device]
+
     @cached_property
     def layout(self) -> Layout:
         return Layout.from_module(self._template)
@@ -86,10 +93,7 @@ class Architecture(ABC):
         Training differentiates with respect to these views of the flat matrix: it avoids the
         zero-filled (P, N) gradient buffer that autograd builds for every slice of a flat leaf.
         """
-        template = self._template
-        device = next(iter(params.values())).device
-        if next(template.parameters()).device != device:
-            template = template.to(device)
+        template = self._template_on(next(iter(params.values())).device)
 
         def one(p: dict[str, Tensor], xb: Tensor) -> Tensor:
             return functional_call(template, p, (xb,))
