@@ -9,14 +9,17 @@ build leaves unfinished chunks pending and a re-run trains only those.
 from __future__ import annotations
 
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
+from distributed import Client, as_completed
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from pipelines.cluster import cpu_count, dask_client, threads_per_worker
 from zoo.architectures import architecture_from_dict
 from zoo.spec import ZooSpec
 from zoo.store import Zoo, create_or_check, open_group, open_zoo, write_chunk
@@ -118,28 +121,51 @@ def build_zoo(
     spec = load_spec(spec_or_path, data_root)
     location = str(store)
     create_or_check(location, spec)
-    with BuildLock(location):
-        chunks = pending_chunks(location)
-        n_models = sum(c.stop - c.start for c in chunks)
-        if not chunks:
-            console.print(f"[green]{location}: every model is trained already[/]")
-        else:
-            data = {
-                t: get_task(t, seed=spec.split_seed, data_root=spec.data_root)
-                for t in sorted({c.task for c in chunks})
-            }
-            inline = workers == 0 or (location.startswith("memory://") and not scheduler)
-            console.print(
-                f"training {n_models} models in {len(chunks)} chunks of spec [bold]{spec.name}[/] "
-                f"into {location}"
-            )
-            if inline:
-                _run_inline(location, chunks, data, spec.train_config(), console)
-            else:
-                _run_dask(location, chunks, data, spec.train_config(), workers, scheduler, console)
-    if metrics:
-        _run_metrics_stage(location, workers, scheduler, console)
+    inline = workers == 0 or (location.startswith("memory://") and not scheduler)
+    measure = metrics and _metrics_pending(location)
+    n_tasks = max(len(pending_chunks(location)), len(spec.plan()) if measure else 0)
+    with ExitStack() as stack:
+        client = None
+        if not inline and n_tasks:  # one cluster for training and metrics, only if there is work
+            client = stack.enter_context(dask_client(workers, scheduler, max_workers=n_tasks))
+            console.print(f"Dask dashboard: {client.dashboard_link}")
+        with BuildLock(location):
+            _train_pending(location, spec, client, scheduler is not None, console)
+        if measure:
+            from pipelines.metrics_stage import compute_metrics
+
+            compute_metrics(location, workers=0 if inline else None, client=client, console=console)
     return open_zoo(location)
+
+
+def _metrics_pending(location: str) -> bool:
+    from pipelines.metrics_stage import is_measured
+
+    root = open_group(location, mode="r")
+    return not all(is_measured(root[n]) for n in root.attrs["weightzoo"]["populations"])
+
+
+def _train_pending(
+    location: str, spec: ZooSpec, client: Client | None, joined: bool, console: Console
+) -> None:
+    """Train every pending chunk (under the build lock), on ``client`` or in this process."""
+    chunks = pending_chunks(location)
+    if not chunks:
+        console.print(f"[green]{location}: every model is trained already[/]")
+        return
+    data = {
+        t: get_task(t, seed=spec.split_seed, data_root=spec.data_root)
+        for t in sorted({c.task for c in chunks})
+    }
+    n_models = sum(c.stop - c.start for c in chunks)
+    console.print(
+        f"training {n_models} models in {len(chunks)} chunks of spec [bold]{spec.name}[/] "
+        f"into {location}"
+    )
+    if client is None:
+        _run_inline(location, chunks, data, spec.train_config(), console)
+    else:
+        _run_dask(location, chunks, data, spec.train_config(), client, joined, console)
 
 
 def _progress(console: Console) -> Progress:
@@ -156,8 +182,6 @@ def _run_inline(
     cfg: TrainConfig,
     console: Console,
 ) -> None:
-    from pipelines.cluster import cpu_count
-
     with _progress(console) as bar:
         job = bar.add_task("training", total=sum(c.stop - c.start for c in chunks))
         for chunk in chunks:
@@ -171,43 +195,27 @@ def _run_inline(
 
 def _run_dask(
     location: str, chunks: list[Chunk], data: dict[str, TaskData], cfg: TrainConfig,
-    workers: int | None, scheduler: str | None, console: Console,
+    client: Client, joined: bool, console: Console,
 ) -> None:  # fmt: skip
-    from distributed import as_completed
-
-    from pipelines.cluster import dask_client, threads_per_worker
-
+    n_workers = max(1, len(client.scheduler_info(n_workers=-1)["workers"]))
+    threads = 1 if joined else threads_per_worker(n_workers)  # a joined cluster sets its own
+    shipped = {t: client.scatter(d, broadcast=True) for t, d in data.items()}
+    futures = {
+        client.submit(train_chunk, location, c, shipped[c.task], cfg, threads, pure=False): c
+        for c in chunks
+    }
     failures: list[str] = []
-    with dask_client(workers, scheduler, max_workers=len(chunks)) as client:
-        console.print(f"Dask dashboard: {client.dashboard_link}")
-        n_workers = max(1, len(client.scheduler_info(n_workers=-1)["workers"]))
-        threads = threads_per_worker(n_workers) if not scheduler else 1
-        shipped = {t: client.scatter(d, broadcast=True) for t, d in data.items()}
-        futures = {
-            client.submit(train_chunk, location, c, shipped[c.task], cfg, threads, pure=False): c
-            for c in chunks
-        }
-        with _progress(console) as bar:
-            job = bar.add_task("training", total=sum(c.stop - c.start for c in chunks))
-            for fut in as_completed(futures):
-                chunk = futures[fut]
-                if fut.status == "error":
-                    mark_failed(location, chunk)
-                    failures.append(
-                        f"{chunk.population}[{chunk.start}:{chunk.stop}]: {fut.exception()}"
-                    )
-                bar.advance(job, chunk.stop - chunk.start)
+    with _progress(console) as bar:
+        job = bar.add_task("training", total=sum(c.stop - c.start for c in chunks))
+        for fut in as_completed(futures):
+            chunk = futures[fut]
+            if fut.status == "error":
+                mark_failed(location, chunk)
+                failures.append(
+                    f"{chunk.population}[{chunk.start}:{chunk.stop}]: {fut.exception()}"
+                )
+            bar.advance(job, chunk.stop - chunk.start)
     if failures:
         raise RuntimeError(
             f"{len(failures)} chunk(s) failed, re-run to retry; first: {failures[0]}"
         )
-
-
-def _run_metrics_stage(
-    location: str, workers: int | None, scheduler: str | None, console: Console
-) -> None:
-    try:
-        from pipelines.metrics_stage import compute_metrics
-    except ImportError:
-        return
-    compute_metrics(location, workers=workers, scheduler=scheduler)

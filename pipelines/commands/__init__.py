@@ -1,3 +1,6 @@
 """Each module here registers its commands on :data:`pipelines.app.app` when imported."""
 
-from pipelines.commands import build  # noqa: F401
+from pipelines.commands import (
+    build,  # noqa: F401
+    landscape,  # noqa: F401
+)

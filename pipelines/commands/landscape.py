@@ -1,0 +1,40 @@
+"""``zoo metrics`` (the landscape stage) and ``zoo report`` (phase plots and index.html)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from pipelines.app import app
+
+
+@app.command()
+def metrics(
+    store: Annotated[str, typer.Argument(help="store path or fsspec URL")],
+    workers: Annotated[
+        int | None, typer.Option(help="Dask worker processes (0: in this process)")
+    ] = None,
+    scheduler: Annotated[
+        str | None, typer.Option(help="address of an existing Dask scheduler")
+    ] = None,
+) -> None:
+    """Compute (or resume) loss-landscape metrics and phase labels of a trained zoo."""
+    from pipelines.metrics_stage import compute_metrics
+
+    compute_metrics(store, workers=workers, scheduler=scheduler)
+
+
+@app.command()
+def report(
+    store: Annotated[str, typer.Argument(help="store path or fsspec URL")],
+    out: Annotated[Path, typer.Option(help="folder for the PNGs and index.html")] = Path("report"),
+) -> None:
+    """Draw phase-plot heatmaps, the phase map and accuracy histograms into OUT/index.html."""
+    from pipelines.report import write_report
+    from zoo.store import open_zoo
+
+    index = write_report(open_zoo(store), out)
+    Console().print(f"report: {index}", highlight=False)
