@@ -259,13 +259,23 @@ class StoredPopulation(Population):
     def weights(self, checkpoint: int = -1, canonical: bool = False) -> Tensor:
         """(M, N) float32 weights at a kept checkpoint (index into ``checkpoints``); NaN if untrained."""
         if canonical:
-            if "canonical" not in self.group or "weights" not in self.group["canonical"]:
-                raise StoreError(
-                    f"population {self.name} has no canonical weights: run `zoo canonicalize` first"
-                )
-            return torch.from_numpy(self.group["canonical"]["weights"][:])
+            return torch.from_numpy(self._canonical()["weights"][:])
         c = self._checkpoint_index(checkpoint)
         return torch.from_numpy(self.group["weights"][:, c, :])
+
+    def _canonical(self) -> zarr.Group:
+        """The ``canonical`` group, only once ``zoo canonicalize`` finished writing it."""
+        g = self.group.get("canonical")
+        if g is None or "weights" not in g or not g.attrs.get("complete", False):
+            raise StoreError(
+                f"population {self.name} has no (complete) canonical weights: run `zoo canonicalize`"
+            )
+        return g
+
+    @property
+    def canonical_info(self) -> dict:
+        """How the canonical weights were made: method, reference, distances before/after."""
+        return dict(self._canonical().attrs)
 
     def trajectory(self, i: int) -> Tensor:
         """(C, N) weights of model ``i`` at every kept checkpoint."""

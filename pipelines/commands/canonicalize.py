@@ -1,0 +1,40 @@
+"""``zoo canonicalize``: remove permutation symmetry from a zoo's weights."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from pipelines.app import app
+
+
+@app.command()
+def canonicalize(
+    store: Annotated[str, typer.Argument(help="store path or fsspec URL")],
+    method: Annotated[
+        str, typer.Option(help="weight-matching | transfusion | smooth")
+    ] = "weight-matching",
+    reference: Annotated[str, typer.Option(help="medoid | barycenter")] = "medoid",
+    population: Annotated[
+        list[str] | None, typer.Option(help="population name (repeat for several; default all)")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="seed of the group visiting order")] = 0,
+    overwrite: Annotated[
+        bool, typer.Option(help="replace canonical weights made with other settings")
+    ] = False,
+    workers: Annotated[
+        int | None, typer.Option(help="Dask worker processes (0: in this process)")
+    ] = None,
+    scheduler: Annotated[
+        str | None, typer.Option(help="address of an existing Dask scheduler")
+    ] = None,
+) -> None:
+    """Align every model of each population to a reference (Git Re-Basin / TransFusion), or
+    order each model's units smoothly (NeuMeta); writes canonical/weights and the permutations."""
+    from pipelines.canonicalize_stage import canonicalize_zoo
+
+    canonicalize_zoo(
+        store, method=method, reference=reference, populations=population or None, seed=seed,
+        overwrite=overwrite, workers=workers, scheduler=scheduler,
+    )  # fmt: skip
