@@ -23,12 +23,15 @@ class PopulationOptimizer(ABC):
 
     @torch.no_grad()
     def step(self, grad: Tensor, lr_factor: float, active: Tensor) -> None:
-        """One update; ``active`` (P,) bool freezes the other rows (diverged models)."""
+        """One update; ``active`` (P,) bool freezes the other rows (diverged models).
+
+        Fused and in place: one (P, N) temporary per step (fresh large buffers cost page faults).
+        """
         self.steps += 1
-        g = grad + self.wd * self.w
+        g = torch.addcmul(grad, self.wd, self.w)  # grad + wd * w, as torch.optim's L2 decay
         delta = self._direction(g)  # (P, N)
-        scale = self.lr * lr_factor * active.reshape(-1, 1).to(self.w)
-        self.w.sub_(scale * delta)
+        scale = self.lr * (-lr_factor) * active.reshape(-1, 1).to(self.w)  # (P, 1)
+        self.w.addcmul_(scale, delta)
 
     @abstractmethod
     def _direction(self, g: Tensor) -> Tensor: ...
@@ -61,12 +64,12 @@ class Adam(PopulationOptimizer):
         self.v = torch.zeros_like(weights)
 
     def _direction(self, g: Tensor) -> Tensor:
-        self.m.mul_(self.b1).add_(g, alpha=1 - self.b1)
+        self.m.lerp_(g, 1 - self.b1)
         self.v.mul_(self.b2).addcmul_(g, g, value=1 - self.b2)
         bc1 = 1 - self.b1**self.steps
         bc2 = 1 - self.b2**self.steps
-        denom = (self.v.sqrt() / math.sqrt(bc2)).add_(self.eps)
-        return self.m / denom / bc1
+        d = torch.sqrt(self.v, out=g).div_(math.sqrt(bc2)).add_(self.eps)  # g is ours: reuse it
+        return torch.div(self.m, d, out=d).div_(bc1)
 
 
 def lr_factor(schedule: str, step: int, total: int) -> float:

@@ -24,6 +24,7 @@ from zoo.tasks import TaskData
 BATCH_SEED_OFFSET = 1_000_003
 METRIC_NAMES = ("train_loss", "train_acc", "val_loss", "val_acc", "test_loss", "test_acc")
 EVAL_BATCH = 1024
+EVAL_ELEMENTS = 2**21  # activations per evaluation chunk: P * batch * width
 
 
 class Status:
@@ -83,8 +84,11 @@ def evaluate(
     x, y = x.to(weights.device), y.to(weights.device)
     total_loss = torch.zeros(len(weights), device=weights.device)
     correct = torch.zeros(len(weights), device=weights.device)
-    for a in range(0, len(x), EVAL_BATCH):
-        xb, yb = x[a : a + EVAL_BATCH], y[a : a + EVAL_BATCH]
+    # keep (P, batch, width) activations small: on CPU, buffers over glibc's 32 MB mmap limit
+    # are mapped and page-faulted afresh on every call, which costs more than the matmuls
+    batch = max(16, min(EVAL_BATCH, EVAL_ELEMENTS // (len(weights) * arch.width)))
+    for a in range(0, len(x), batch):
+        xb, yb = x[a : a + batch], y[a : a + batch]
         out = arch.forward(weights, xb)  # (P, B, K)
         total_loss += task_loss(task, out, yb) * len(xb)
         if task.kind == "classification":
@@ -157,6 +161,7 @@ def _train_lockstep(
         **extra,
     )
     gens = [torch.Generator().manual_seed(int(s) + BATCH_SEED_OFFSET) for s in seeds]
+    grad_buf = torch.empty_like(w)  # (P, N), reused every step
     active = torch.ones(p, dtype=torch.bool, device=device)
     diverged = torch.zeros(p, dtype=torch.bool, device=device)
 
@@ -187,7 +192,8 @@ def _train_lockstep(
         )  # (P, n)
         for a in range(0, n_train, batch_size):
             idx = perms[:, a : a + batch_size]  # (P, B)
-            xb, yb = x_train[idx], y_train[idx]  # (P, B, ...)
+            xb = x_train.index_select(0, idx.reshape(-1)).view(*idx.shape, *x_train.shape[1:])
+            yb = y_train.index_select(0, idx.reshape(-1)).view(*idx.shape, *y_train.shape[1:])
             wg = w.detach().requires_grad_(True)
             params = arch.layout.unflatten(wg)  # views {name: (P, *shape)}
             losses = task_loss(task, arch.forward_params(params, xb), yb)  # (P,)
@@ -201,14 +207,15 @@ def _train_lockstep(
             )
             if hit:  # only after the backward pass: w shares its storage with the leaf wg
                 w[bad] = 0.0  # frozen; its kept checkpoints from now on are NaN
-            grad = arch.layout.flatten(dict(zip(params, grads, strict=True)))  # (P, N)
+            grad = torch.cat([g.reshape(p, -1) for g in grads], dim=1, out=grad_buf)  # (P, N)
             opt.step(grad, lr_factor(config.schedule, step, total_steps), active)
-            blown = active & ~torch.isfinite(w).all(dim=1)
-            if blown.any():
-                diverged |= blown
-                active &= ~blown
-                w[blown] = 0.0
             step += 1
+        # non-finite weights give a non-finite loss at the next step; this catches the last one
+        blown = active & ~torch.isfinite(w).all(dim=1)
+        if blown.any():
+            diverged |= blown
+            active &= ~blown
+            w[blown] = 0.0
         keep(epoch)
         if on_epoch is not None:
             on_epoch(epoch)
