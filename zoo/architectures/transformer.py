@@ -22,7 +22,8 @@ class Attention(nn.Module):
         super().__init__()
         self.heads = heads
         self.q = nn.Linear(d_model, d_model)
-        self.k = nn.Linear(d_model, d_model)
+        self.k = nn.Linear(d_model, d_model, bias=False)  # a key bias only adds a per-query
+        # constant to the scores, which softmax cancels: its gradient is exactly zero
         self.v = nn.Linear(d_model, d_model)
         self.o = nn.Linear(d_model, d_model)
 
@@ -119,7 +120,8 @@ class Transformer(Architecture):
                 axes[f"{b}.{ln}.bias"] = (r,)
             for proj, g in (("q", qk), ("k", qk), ("v", vo)):
                 axes[f"{b}.attn.{proj}.weight"] = (g, r)
-                axes[f"{b}.attn.{proj}.bias"] = (g,)
+            axes[f"{b}.attn.q.bias"] = (qk,)
+            axes[f"{b}.attn.v.bias"] = (vo,)
             axes[f"{b}.attn.o.weight"] = (r, vo)
             axes[f"{b}.attn.o.bias"] = (r,)
             axes[f"{b}.fc1.weight"] = (mlp, r)
