@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
 app = typer.Typer(
@@ -11,3 +13,8 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+# Options shared by the commands that read a store or run on Dask.
+StoreArg = Annotated[str, typer.Argument(help="store path or fsspec URL")]
+WorkersOpt = Annotated[int | None, typer.Option(help="Dask worker processes (0: in this process)")]
+SchedulerOpt = Annotated[str | None, typer.Option(help="address of an existing Dask scheduler")]

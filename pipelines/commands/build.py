@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from pipelines.app import app
+from pipelines.app import SchedulerOpt, StoreArg, WorkersOpt, app
 
 
 @app.command()
@@ -19,12 +19,8 @@ def build(
         Path | None, typer.Argument(help="zoo spec TOML (default: data/specs/default.toml)")
     ] = None,
     store: Annotated[str, typer.Option(help="store path or fsspec URL")] = "zoo.zarr",
-    workers: Annotated[
-        int | None, typer.Option(help="Dask worker processes (0: in this process)")
-    ] = None,
-    scheduler: Annotated[
-        str | None, typer.Option(help="address of an existing Dask scheduler")
-    ] = None,
+    workers: WorkersOpt = None,
+    scheduler: SchedulerOpt = None,
     metrics: Annotated[bool, typer.Option(help="compute loss-landscape metrics and phases")] = True,
     data_root: Annotated[
         str | None, typer.Option(help="folder with local MNIST/CIFAR files")
@@ -40,7 +36,7 @@ def build(
 
 
 @app.command()
-def info(store: Annotated[str, typer.Argument(help="store path or fsspec URL")]) -> None:
+def info(store: StoreArg) -> None:
     """Populations of a zoo: task, architecture, width, parameters, models by status, accuracy."""
     print_info(store)
 

@@ -6,12 +6,12 @@ from typing import Annotated
 
 import typer
 
-from pipelines.app import app
+from pipelines.app import SchedulerOpt, StoreArg, WorkersOpt, app
 
 
 @app.command()
 def canonicalize(
-    store: Annotated[str, typer.Argument(help="store path or fsspec URL")],
+    store: StoreArg,
     method: Annotated[
         str, typer.Option(help="weight-matching | transfusion | smooth")
     ] = "weight-matching",
@@ -23,12 +23,8 @@ def canonicalize(
     overwrite: Annotated[
         bool, typer.Option(help="replace canonical weights made with other settings")
     ] = False,
-    workers: Annotated[
-        int | None, typer.Option(help="Dask worker processes (0: in this process)")
-    ] = None,
-    scheduler: Annotated[
-        str | None, typer.Option(help="address of an existing Dask scheduler")
-    ] = None,
+    workers: WorkersOpt = None,
+    scheduler: SchedulerOpt = None,
 ) -> None:
     """Align every model of each population to a reference (Git Re-Basin / TransFusion), or
     order each model's units smoothly (NeuMeta); writes canonical/weights and the permutations."""

@@ -8,18 +8,14 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from pipelines.app import app
+from pipelines.app import SchedulerOpt, StoreArg, WorkersOpt, app
 
 
 @app.command()
 def metrics(
-    store: Annotated[str, typer.Argument(help="store path or fsspec URL")],
-    workers: Annotated[
-        int | None, typer.Option(help="Dask worker processes (0: in this process)")
-    ] = None,
-    scheduler: Annotated[
-        str | None, typer.Option(help="address of an existing Dask scheduler")
-    ] = None,
+    store: StoreArg,
+    workers: WorkersOpt = None,
+    scheduler: SchedulerOpt = None,
 ) -> None:
     """Compute (or resume) loss-landscape metrics and phase labels of a trained zoo."""
     from pipelines.metrics_stage import compute_metrics
@@ -29,7 +25,7 @@ def metrics(
 
 @app.command()
 def report(
-    store: Annotated[str, typer.Argument(help="store path or fsspec URL")],
+    store: StoreArg,
     out: Annotated[Path, typer.Option(help="folder for the PNGs and index.html")] = Path("report"),
 ) -> None:
     """Draw phase-plot heatmaps, the phase map and accuracy histograms into OUT/index.html."""
