@@ -10,14 +10,20 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import time
+import warnings
 from pathlib import Path
 from types import TracebackType
 
 from zoo.store import StoreError, is_url, open_group
 
 LOCK_KEY = "build.lock"
+LOCK_FILE = ".build.lock"
+
+# The lock file sits in the store's root folder; Zarr lists it as an unknown object.
+warnings.filterwarnings("ignore", message=rf"Object at {re.escape(LOCK_FILE)} is not recognized")
 
 
 class BuildLock:
@@ -45,7 +51,7 @@ class BuildLock:
     def _acquire_flock(self) -> None:
         import fcntl
 
-        path = Path(self.location.removeprefix("file://")) / ".build.lock"
+        path = Path(self.location.removeprefix("file://")) / LOCK_FILE
         fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
