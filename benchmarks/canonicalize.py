@@ -3,8 +3,10 @@
 (1) Two MLPs 64-512-512-512-10 trained independently on digits (``train_population``): seconds
 to match them (median of repeats), the linear-interpolation train-loss barrier (max over t of
 loss((1-t) a + t b) minus the mean of the endpoint losses) and the L2 distance, before and after
-matching. (2) A population of 100 digits MLPs (64-128-128-10, different seeds and learning
-rates): seconds to align all of them to the medoid, and the mean pairwise L2 before/after.
+matching; side by side in one run, interleaved: the default (strict stopping rule) on 1 and 2
+torch threads, with ``overlap`` (two threads), and with the optional relative ``tol``.
+(2) A population of 100 digits MLPs (64-128-128-10, different seeds and learning rates):
+seconds to align all of them to the medoid, and the mean pairwise L2 before/after.
 Also: seconds of the NeuMeta smoothing order for one 3x512 model, and its total variation.
 
     python benchmarks/canonicalize.py [--quick] [--device cpu|cuda]
@@ -33,12 +35,15 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from canonicalize import align_population, smooth, total_variation, weight_matching  # noqa: E402
+from canonicalize.descent import coordinate_descent  # noqa: E402
+from canonicalize.weight_matching import free_solvers  # noqa: E402
 from zoo.architectures import MLP  # noqa: E402
 from zoo.tasks import TaskData, get_task  # noqa: E402
 from zoo.training import TrainConfig, evaluate, train_population  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "canonicalize.json"
 TARGETS = {"pair_seconds": 0.3, "barrier_cut": 0.9, "population_seconds": 30.0}
+TOLS = (1e-4, 1e-3, 1e-2)  # the optional relative stopping tolerance, against the strict default
 
 
 def train(
@@ -80,6 +85,14 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
+def timing(walls: list[float], cpus: list[float]) -> dict:
+    return {
+        "match_seconds_median": statistics.median(walls),
+        "match_seconds_min": min(walls),
+        "match_cpu_seconds_median": statistics.median(cpus),
+    }
+
+
 def bench_pair(task: TaskData, device: str, epochs: int, repeats: int) -> dict:
     arch = MLP(width=512, depth=3, in_shape=(1, 8, 8))
     t0 = time.perf_counter()
@@ -88,25 +101,50 @@ def bench_pair(task: TaskData, device: str, epochs: int, repeats: int) -> dict:
     w_a, w_b = w[0].to(device), w[1].to(device)
     weight_matching(arch, w_a, w_b)  # warm-up (first-call allocations)
 
-    def match():
-        p = weight_matching(arch, w_a, w_b, seed=0)
+    def match(**kwargs):
+        p = weight_matching(arch, w_a, w_b, seed=0, **kwargs)
         sync(device)
         return p
 
+    # Variants side by side, interleaved repeat by repeat, so that the load of other jobs on a
+    # shared machine hits all of them alike. Default: the strict stopping rule, no overlap.
     threads = torch.get_num_threads()
-    by_threads = {}
-    for t in sorted({1, threads}):  # one thread is the robust figure on a shared machine
-        torch.set_num_threads(t)
-        perm, walls, cpus = timed(match, repeats)
-        by_threads[t] = {
-            "match_seconds_median": statistics.median(walls),
-            "match_seconds_min": min(walls),
-            "match_cpu_seconds_median": statistics.median(cpus),
-        }
+    variants: dict[str, tuple[int, dict]] = {
+        f"default, {t} torch thread(s)": (t, {}) for t in sorted({1, threads})
+    }
+    if threads > 1:
+        variants[f"overlap, {threads} torch threads"] = (threads, {"overlap": True})
+    for tol in TOLS:
+        variants[f"tol={tol:g}, 1 torch thread"] = (1, {"tol": tol})
+    walls: dict[str, list[float]] = {k: [] for k in variants}
+    cpus: dict[str, list[float]] = {k: [] for k in variants}
+    perms = {}
+    load_start = os.getloadavg()
+    for _ in range(repeats):
+        for name, (t, kwargs) in variants.items():
+            torch.set_num_threads(t)
+            perms[name], wl, cp = timed(lambda kw=kwargs: match(**kw), 1)
+            walls[name] += wl
+            cpus[name] += cp
     torch.set_num_threads(threads)
-    w_bp = perm.apply(w_b).cpu()
+    load_end = os.getloadavg()
     w_a, w_b = w_a.cpu(), w_b.cpu()
-    b0, b1 = barrier(arch, task, w_a, w_b), barrier(arch, task, w_a, w_bp)
+    b0 = barrier(arch, task, w_a, w_b)
+    out_variants = {}
+    for name, (_, kwargs) in variants.items():
+        w_bp = perms[name].apply(w_b)
+        b1 = barrier(arch, task, w_a, w_bp)
+        tol = kwargs.get("tol", 0.0)
+        passes = coordinate_descent(arch, w_a, w_b, free_solvers(arch, False), seed=0, tol=tol)
+        out_variants[name] = {
+            **timing(walls[name], cpus[name]),
+            "passes": passes.passes,
+            "barrier_after": b1,
+            "barrier_cut": 1 - b1 / b0,
+            "l2_after": float((w_a - w_bp).norm()),
+        }
+    default = out_variants[f"default, {threads} torch thread(s)"]
+    w_bp = perms[f"default, {threads} torch thread(s)"].apply(w_b)
     loss, acc = evaluate(arch, task, w, "train")
     _, sw, _ = timed(lambda: smooth(arch, w_a), 1)
     return {
@@ -116,12 +154,18 @@ def bench_pair(task: TaskData, device: str, epochs: int, repeats: int) -> dict:
         "endpoint_train_loss": loss.tolist(),
         "endpoint_test_acc": evaluate(arch, task, w, "test")[1].tolist(),
         "train_acc": acc.tolist(),
-        **by_threads[threads],
-        "by_torch_threads": by_threads,
+        **{k: default[k] for k in ("match_seconds_median", "match_seconds_min")},
+        "match_cpu_seconds_median": default["match_cpu_seconds_median"],
+        "by_torch_threads": {
+            t: out_variants[f"default, {t} torch thread(s)"] for t in sorted({1, threads})
+        },
+        "variants": out_variants,
         "repeats": repeats,
+        "load_average_during_matching": {"start": load_start, "end": load_end},
+        "passes": default["passes"],
         "barrier_before": b0,
-        "barrier_after": b1,
-        "barrier_cut": 1 - b1 / b0,
+        "barrier_after": default["barrier_after"],
+        "barrier_cut": default["barrier_cut"],
         "l2_before": float((w_a - w_b).norm()),
         "l2_after": float((w_a - w_bp).norm()),
         "smooth_seconds": sw[0],
@@ -192,12 +236,15 @@ def main() -> None:
         f"{'3x512 pair: train-loss barrier':34s}{pair['barrier_before']:10.3f}{pair['barrier_after']:10.3f}"
     )
     print(f"{'3x512 pair: L2 distance':34s}{pair['l2_before']:10.2f}{pair['l2_after']:10.2f}")
-    for t, r in pair["by_torch_threads"].items():
+    for name, r in pair["variants"].items():
         print(
-            f"3x512 pair matched in {r['match_seconds_median']:.3f} s with {t} torch thread(s) "
-            f"(median of {pair['repeats']}, min {r['match_seconds_min']:.3f} s, "
-            f"CPU {r['match_cpu_seconds_median']:.3f} s)"
+            f"3x512 pair, {name}: {r['match_seconds_median']:.3f} s (median of "
+            f"{pair['repeats']}, min {r['match_seconds_min']:.3f} s, CPU "
+            f"{r['match_cpu_seconds_median']:.3f} s), {r['passes']} passes, barrier cut "
+            f"{r['barrier_cut']:.1%}"
         )
+    load = pair["load_average_during_matching"]
+    print(f"load average (1 min) while matching: {load['start'][0]:.2f} -> {load['end'][0]:.2f}")
     print(f"barrier cut {pair['barrier_cut']:.1%}")
     for ref in ("medoid", "barycenter"):
         r = pop[ref]

@@ -8,6 +8,9 @@ import torch
 from scipy.optimize import linear_sum_assignment
 
 from canonicalize import Permutation, transfusion, weight_matching
+from canonicalize.descent import coordinate_descent
+from canonicalize.solvers import FreeAssignment, column_prices, max_assignment
+from canonicalize.weight_matching import free_solvers
 from zoo import CNN, MLP, Transformer
 from zoo.architectures import Architecture
 from zoo.permutation import GroupKind
@@ -187,3 +190,58 @@ def test_bad_inputs_are_refused_with_a_clear_error() -> None:
         weight_matching(arch, w_a, torch.full_like(w_b, float("nan")))
     with pytest.raises(ValueError, match="unknown permutation group"):
         Permutation(arch, {"nope": torch.arange(3)})
+
+
+@pytest.mark.parametrize("n", [1, 2, 7, 64, 200])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_assignment_is_exact_whatever_the_column_prices(n: int, dtype: type) -> None:
+    """Warm-start prices shift columns only: the optimum is scipy's own, for any prices."""
+    rng = np.random.default_rng(n)
+    cost = rng.standard_normal((n, n)).astype(dtype)
+    rows, cols = linear_sum_assignment(cost.astype(np.float64), maximize=True)
+    best = cost.astype(np.float64)[rows, cols].sum()
+    opt = cols[np.argsort(rows)]
+    for prices in (None, 3 * rng.standard_normal(n).astype(dtype), column_prices(cost, opt)):
+        perm = max_assignment(cost, prices)
+        assert sorted(perm.tolist()) == list(range(n))
+        got = cost.astype(np.float64)[np.arange(n), perm].sum()
+        assert abs(got - best) <= 1e-9 * max(1.0, abs(best))
+
+
+def test_an_optimal_current_permutation_is_kept_without_a_solve() -> None:
+    rng = np.random.default_rng(0)
+    n = 50
+    cost = rng.random((n, n)) + 10 * np.eye(n)  # identity is the unique optimum
+    ident = np.arange(n)
+    assert max_assignment(cost, None, current=ident) is ident
+    assert max_assignment(cost, 5 * rng.random(n), current=ident).tolist() == ident.tolist()
+    other = rng.permutation(n)
+    assert max_assignment(cost, None, current=other).tolist() == ident.tolist()
+    solver = FreeAssignment()
+    assert solver.solve(cost, current=ident) is ident
+    assert solver.solve(cost, current=other).tolist() == ident.tolist()
+
+
+@pytest.mark.parametrize("family", ["mlp", "cnn", "transformer"])
+def test_overlap_on_two_threads_gives_the_same_permutation(family: str) -> None:
+    arch = ARCHS[family]
+    w_a, w_b = two_models(arch)
+    threads = torch.get_num_threads()
+    p1 = weight_matching(arch, w_a, w_b, seed=2, residual=True, overlap=False)
+    p2 = weight_matching(arch, w_a, w_b, seed=2, residual=True, overlap=True)
+    assert all(torch.equal(p1.perms[g], p2.perms[g]) for g in p1.perms)
+    assert torch.get_num_threads() == threads  # restored after the descent
+
+
+def test_tol_stops_descent_sooner_and_keeps_the_function() -> None:
+    arch = MLP(width=96, depth=3, in_shape=(5,))
+    w_a, w_b = two_models(arch)
+    strict = coordinate_descent(arch, w_a, w_b, free_solvers(arch, residual=False), seed=1)
+    loose = coordinate_descent(arch, w_a, w_b, free_solvers(arch, residual=False), seed=1, tol=0.01)
+    assert loose.passes < strict.passes  # 4 < 9
+    perm = weight_matching(arch, w_a, w_b, seed=1, tol=0.01)
+    assert all(torch.equal(perm.perms[g], loose.perms[g]) for g in perm.perms)
+    x = inputs(arch)
+    assert (arch.forward(w_b[None], x) - arch.forward(perm.apply(w_b)[None], x)).abs().max() <= 1e-5
+    with pytest.raises(ValueError, match="tol must be >= 0"):
+        weight_matching(arch, w_a, w_b, tol=-1e-3)
