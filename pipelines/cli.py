@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import sys
 
+import typer
+
 from pipelines import commands  # noqa: F401  (registers every command on the app)
 from pipelines.app import app
 
@@ -17,6 +19,17 @@ USER_ERRORS = (
 )
 
 
+def _click_errors() -> tuple[type[Exception], ...]:
+    """Click's usage-error base class as typer raises it (typer >= 0.20 bundles its own click)."""
+    import click
+
+    bundled = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
+    return (bundled, click.ClickException)
+
+
+CLICK_ERRORS = _click_errors()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; user errors print ``error: ...`` on one line and exit with status 2."""
     try:
@@ -28,15 +41,11 @@ def main(argv: list[str] | None = None) -> int:
         first = msg.splitlines()[0] if msg.strip() else type(e).__name__
         print(f"error: {first}", file=sys.stderr)  # one line, never wrapped
         return 2
-    except Exception as e:  # click's own usage errors
-        import click
-
-        if isinstance(e, click.ClickException):
-            e.show()
-            return e.exit_code
-        if isinstance(e, click.exceptions.Abort):
-            return 130
-        raise
+    except CLICK_ERRORS as e:  # usage errors: unknown option, bad choice, missing argument
+        e.show()
+        return e.exit_code
+    except typer.Abort:
+        return 130
     return 0
 
 

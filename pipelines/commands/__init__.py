@@ -3,5 +3,6 @@
 from pipelines.commands import (
     build,  # noqa: F401
     canonicalize,  # noqa: F401
+    generators,  # noqa: F401
     landscape,  # noqa: F401
 )

@@ -1,0 +1,138 @@
+"""What does a generated net cost relative to a trained one?
+
+On the default zoo (built and canonicalized if the store is missing), with the flow generator
+trained on canonical weights: nets per second sampled (1,000 nets of the widest width, Heun) for
+10 / 32 / 100 ODE steps, against the seconds needed to train one net of the same zoo from
+scratch (the spec's own optimizer, schedule and epochs, the best learning rate of the grid,
+one model). The headline is ``nets_per_trained_net``: how many nets are sampled in the time one
+is trained. Also the mean test accuracy of the sampled nets at each step count (prompts drawn
+from the training models, and prompted with the best validation accuracy seen in training),
+next to the real nets of that width, and the generator's training time.
+
+    python benchmarks/sampling.py [--quick] [--device cpu|cuda] [--zoo STORE] [--run RUN_DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from generators import WeightDataset, load_generator, make_generator
+from pipelines.demo import DEFAULT_FLOW
+from pipelines.evaluate import accuracy, dataset_for
+from zoo import get_task, train_population
+from zoo.store import open_zoo
+
+RESULTS = Path(__file__).resolve().parent / "results" / "sampling.json"
+
+
+def ensure_zoo(store: Path) -> None:
+    if store.exists():
+        return
+    from pipelines.build import build_zoo
+    from pipelines.canonicalize_stage import canonicalize_zoo
+
+    build_zoo(None, str(store), metrics=False)
+    canonicalize_zoo(str(store), reference="barycenter", workers=0)
+
+
+def seconds_to_train_one(store: Path, width: int, repeats: int) -> tuple[float, float]:
+    """(seconds, learning rate) to train one model of ``width`` with the zoo's own settings."""
+    zoo = open_zoo(store)
+    pop = next(p for p in zoo.populations.values() if p.arch.width == width)
+    spec = zoo.spec
+    lr = pop.hparams["learning_rate"]
+    acc = pop.metrics["test_acc"][:, -1]
+    best = float(lr[np.nanargmax(acc)])
+    task = get_task(pop.task, seed=spec.split_seed)
+    config = replace(spec.train_config(), checkpoints=(spec.epochs,))  # no intermediate evals
+    times = []
+    for r in range(repeats):
+        t0 = time.perf_counter()
+        train_population(pop.arch, task, config, np.array([r]), np.array([best]),
+                         np.array([spec.training.weight_decay]),
+                         np.array([spec.training.batch_size]))  # fmt: skip
+        times.append(time.perf_counter() - t0)
+    return min(times), best
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="fewer nets and repeats")
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    ap.add_argument("--zoo", type=Path, default=Path("demo/zoo.zarr"))
+    ap.add_argument("--run", type=Path, default=None, help="trained flow run dir (else trained)")
+    args = ap.parse_args()
+    ensure_zoo(args.zoo)
+    train_seconds = train_cpu = None
+    if args.run is None:
+        gen = make_generator("flow", DEFAULT_FLOW)
+        ds = WeightDataset.from_zoo(str(args.zoo), None, gen.config.data)
+        t0, c0 = time.perf_counter(), time.process_time()
+        gen.fit(ds)
+        train_seconds, train_cpu = time.perf_counter() - t0, time.process_time() - c0
+    else:
+        gen = load_generator(args.run)
+        ds = dataset_for(gen, str(args.zoo))
+    gen.network.to(args.device)
+    width = max(gen.info.widths)
+    g = next(i for i, grp in enumerate(ds.groups) if grp.width == width)
+    grp = ds.groups[g]
+    task = get_task(grp.task)
+    held = float(accuracy(grp.arch, task, ds.group_weights(g, False)).mean())
+    real = float(accuracy(grp.arch, task, ds.padded.crop(ds.weights[ds.group == g], g)).mean())
+    best = max(gen.info.group_props[g]) if gen.info.has_property else None
+    n = 200 if args.quick else 1000
+    one, lr = seconds_to_train_one(args.zoo, width, 1 if args.quick else 3)
+    rows = []
+    for steps in (10, 32, 100):
+        gen.sample(8, width=width, steps=steps)  # warm-up
+        times = []
+        for rep in range(1 if args.quick else 3):
+            if args.device == "cuda":
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            pop = gen.sample(n, width=width, seed=rep, steps=steps)
+            times.append(time.perf_counter() - t0)
+        sec = min(times)  # the machine is shared: the fastest repeat is the least disturbed
+        acc = float(accuracy(grp.arch, task, pop.weights()).mean())
+        prompted = gen.sample(n, width=width, seed=0, steps=steps, target=best)
+        acc_best = float(accuracy(grp.arch, task, prompted.weights()).mean())
+        rows.append({"steps": steps, "solver": gen.config.sampling.solver, "nets": n,
+                     "seconds": sec, "nets_per_second": n / sec,
+                     "nets_per_trained_net": n / sec * one, "generated_acc": acc,
+                     "generated_acc_prompted_best": acc_best})  # fmt: skip
+    result = {"device": args.device, "threads": torch.get_num_threads(), "quick": args.quick,
+              "width": width, "params_per_net": grp.arch.num_params,
+              "seconds_to_train_one_net": one, "train_one_lr": lr,
+              "real_acc": real, "heldout_acc": held, "prompt_best_val_acc": best,
+              "generator_train_seconds": train_seconds, "generator_train_cpu_seconds": train_cpu,
+              "rows": rows}  # fmt: skip
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=2) + "\n")
+    print(
+        f"width {width} ({grp.arch.num_params} params); one net trained from scratch: {one:.2f} s;"
+        f" real nets' accuracy {real:.3f} (held-out {held:.3f}); generator training: "
+        f"{train_seconds if train_seconds is not None else float('nan'):.1f} s"
+    )
+    print(
+        f"{'steps':>5} {'s / 1000 nets':>14} {'nets/s':>9} {'nets per trained net':>21} "
+        f"{'acc':>6} {'acc, asked for best':>20}"
+    )
+    for r in rows:
+        print(
+            f"{r['steps']:>5} {r['seconds'] * 1000 / n:>14.3f} {r['nets_per_second']:>9.0f} "
+            f"{r['nets_per_trained_net']:>21.0f} {r['generated_acc']:>6.3f} "
+            f"{r['generated_acc_prompted_best']:>20.3f}"
+        )
+    print(f"-> {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()

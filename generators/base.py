@@ -1,0 +1,237 @@
+"""The generator interface shared by every kind (flow matching, and later diffusion, hyper, ...).
+
+Life cycle: ``prepare(dataset)`` derives everything data-dependent (normalization, projections,
+conditioning vocabulary) and builds a fresh network; training minimises ``training_loss(index,
+rng)`` over batches of training-model indices, either with :meth:`WeightGenerator.fit` (a plain
+loop) or under Lightning (``pipelines.generator_training``), which call the same methods with the
+same per-step seeds and therefore train the same weights; ``sample(n, task=, width=, seed=)``
+returns a :class:`zoo.population.Population`; ``save(run_dir)`` writes ``generator.json``
+(config + dataset info) and ``generator.safetensors`` (network + statistics), no pickle.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import Tensor, nn
+
+from generators.config import GeneratorConfig
+from generators.dataset import WeightDataset
+from generators.info import DatasetInfo
+from zoo.population import Population
+
+CONFIG_FILE = "generator.json"
+WEIGHTS_FILE = "generator.safetensors"
+FORMAT_VERSION = 1
+WARMUP_SHARE = 0.05
+
+
+def step_generators(seed: int, step: int, rank: int = 0) -> tuple[torch.Generator, torch.Generator]:
+    """(index rng, noise rng) of one training step: a function of (seed, step, rank) only, so a
+    resumed run draws exactly what an uninterrupted one would have."""
+    base = (seed * 1_000_003 + step) * 64 + rank
+    return torch.Generator().manual_seed(2 * base), torch.Generator().manual_seed(2 * base + 1)
+
+
+class WeightGenerator(ABC):
+    """Base class of weight generators; subclasses set ``kind`` and ``config_class``."""
+
+    kind: ClassVar[str] = ""
+    config_class: ClassVar[type[GeneratorConfig]] = GeneratorConfig
+
+    def __init__(self, config: GeneratorConfig | None = None) -> None:
+        config = config if config is not None else self.config_class()
+        if not isinstance(config, self.config_class):
+            raise ValueError(f"{type(self).__name__} needs a {self.config_class.__name__}")
+        self.config = config
+        self.info: DatasetInfo | None = None
+
+    # ----- to implement -------------------------------------------------------------------
+    @property
+    @abstractmethod
+    def network(self) -> nn.Module:
+        """Every trainable parameter, as one module (saved and restored by name)."""
+
+    @abstractmethod
+    def _prepare(self, dataset: WeightDataset) -> None:
+        """Derive data-dependent state from ``dataset`` and build a fresh network."""
+
+    @abstractmethod
+    def _restore(self, tensors: dict[str, Tensor]) -> None:
+        """Rebuild the network (untrained) and data-derived state from saved tensors."""
+
+    @abstractmethod
+    def extra_tensors(self) -> dict[str, Tensor]:
+        """Data-derived tensors to save besides the network and the normalizer."""
+
+    @abstractmethod
+    def training_loss(self, index: Tensor, rng: torch.Generator) -> Tensor:
+        """Scalar loss on the training models ``index`` (B,) (rows of the training split)."""
+
+    @abstractmethod
+    def _sample(self, n: int, group: int, rng: torch.Generator, target: Tensor | None,
+                **options: Any) -> Tensor:  # fmt: skip
+        """(n, N_group) weights of ``group``'s layout; ``target``: (n,) property values or None."""
+
+    # ----- shared -------------------------------------------------------------------------
+    @property
+    def num_train(self) -> int:
+        return len(self.require_info().train_origin)
+
+    def require_info(self) -> DatasetInfo:
+        if self.info is None:
+            raise ValueError(f"this {self.kind} generator is not trained yet: call fit() first")
+        return self.info
+
+    def prepare(self, dataset: WeightDataset) -> None:
+        """Fix the dataset (split, statistics) and build a fresh, seeded network."""
+        if len(dataset.train_index) == 0:
+            raise ValueError("the dataset has no training models")
+        self.config = type(self.config).from_dict(
+            {**self.config.to_dict(), "data": vars(dataset.config)}
+        )
+        self.info = DatasetInfo.from_dataset(dataset)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.config.training.seed)
+            self._prepare(dataset)
+
+    def configure_optimizer(
+        self,
+    ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
+        """AdamW with a short linear warm-up, then cosine decay to ``final_lr``."""
+        tc = self.config.training
+        opt = torch.optim.AdamW(
+            self.network.parameters(), lr=tc.learning_rate, weight_decay=tc.weight_decay
+        )
+        warm = max(1, int(WARMUP_SHARE * tc.max_steps))
+        floor = tc.final_lr / tc.learning_rate
+
+        def factor(step: int) -> float:
+            if step < warm:
+                return (step + 1) / warm
+            p = min(1.0, (step - warm) / max(1, tc.max_steps - warm))
+            return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * p))
+
+        return opt, torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+    def train_step_batch(self, step: int, rank: int = 0) -> tuple[Tensor, torch.Generator]:
+        """The training-model indices (B,) and the noise rng of step ``step``."""
+        idx_rng, noise_rng = step_generators(self.config.training.seed, step, rank)
+        index = torch.randint(self.num_train, (self.config.training.batch_size,), generator=idx_rng)
+        return index, noise_rng
+
+    def fit(
+        self, dataset: WeightDataset, max_steps: int | None = None,
+        callback: Callable[[int, float], None] | None = None,
+    ) -> list[float]:  # fmt: skip
+        """Prepare on ``dataset`` and train in a plain loop; returns the loss of every step."""
+        if max_steps is not None:
+            self.config = self.config.with_overrides({"training.max_steps": int(max_steps)})
+        self.prepare(dataset)
+        opt, sched = self.configure_optimizer()
+        net = self.network.train()
+        losses = []
+        for step in range(self.config.training.max_steps):
+            index, rng = self.train_step_batch(step)
+            torch.manual_seed(rng.initial_seed())  # dropout draws, as in the Lightning module
+            loss = self.training_loss(index, rng)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if self.config.training.grad_clip > 0:
+                nn.utils.clip_grad_norm_(net.parameters(), self.config.training.grad_clip)
+            opt.step()
+            sched.step()
+            losses.append(float(loss.detach()))
+            if callback is not None:
+                callback(step, losses[-1])
+        net.eval()
+        return losses
+
+    @torch.no_grad()
+    def sample(
+        self, n: int, task: str | None = None, width: int | None = None, seed: int = 0,
+        target: float | None = None, **options: Any,
+    ) -> Population:  # fmt: skip
+        """``n`` new networks for (task, width) as a Population (weights (n, N) + layout).
+
+        target: the conditioning property to ask for (``config.data.property``, e.g. a
+        validation accuracy of 0.95); None draws it from the group's training models.
+        Further options are generator specific (for flow: steps, solver, guidance, ...).
+        """
+        info = self.require_info()
+        if n < 1:
+            raise ValueError(f"n must be >= 1, got {n}")
+        g = info.resolve(task, width)
+        rng = torch.Generator().manual_seed(int(seed))
+        props = None
+        if info.has_property:
+            pool = torch.tensor(info.group_props[g] or [info.prop_mean])
+            props = (
+                torch.full((n,), float(target))
+                if target is not None
+                else pool[torch.randint(len(pool), (n,), generator=rng)]
+            )
+        elif target is not None:
+            raise ValueError("this generator was trained without a conditioning property")
+        self.network.eval()
+        weights = self._sample(n, g, rng, props, **options)
+        group = info.groups[g]
+        cond = {"target": props} if props is not None else {}
+        return Population(group.arch, weights, group.task, f"generated-{group.key}", cond)
+
+    # ----- persistence --------------------------------------------------------------------
+    def save(self, run_dir: str | Path) -> Path:
+        info = self.require_info()
+        out = Path(run_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        meta = {
+            "format": FORMAT_VERSION, "kind": self.kind, "config": self.config.to_dict(),
+            "dataset": info.to_dict(),
+        }  # fmt: skip
+        tensors = {f"net.{k}": v for k, v in self.network.state_dict().items()}
+        tensors.update(info.normalizer.state_dict())
+        tensors.update(self.extra_tensors())
+        save_file({k: v.detach().contiguous() for k, v in tensors.items()}, out / WEIGHTS_FILE)
+        (out / CONFIG_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+        return out
+
+    @classmethod
+    def load(cls, run_dir: str | Path) -> WeightGenerator:
+        meta, tensors = read_run_dir(run_dir)
+        if meta["kind"] != cls.kind:
+            raise ValueError(f"{run_dir} holds a {meta['kind']!r} generator, not {cls.kind!r}")
+        gen = cls(cls.config_class.from_dict(meta["config"]))
+        gen.info = DatasetInfo.from_dict(meta["dataset"], tensors)
+        gen._restore(tensors)
+        state = {k[4:]: v for k, v in tensors.items() if k.startswith("net.")}
+        gen.network.load_state_dict(state)
+        gen.network.eval()
+        return gen
+
+
+def read_run_dir(run_dir: str | Path) -> tuple[dict[str, Any], dict[str, Tensor]]:
+    """(metadata, tensors) of a saved generator, or a FileNotFoundError / ValueError."""
+    d = Path(run_dir)
+    if not d.is_dir():
+        raise FileNotFoundError(f"generator run dir {d} does not exist")
+    if not (d / CONFIG_FILE).is_file() or not (d / WEIGHTS_FILE).is_file():
+        raise FileNotFoundError(
+            f"{d} is not a weightzoo generator (expected {CONFIG_FILE} and {WEIGHTS_FILE}; "
+            "train one with `zoo train-generator`)"
+        )
+    try:
+        meta = json.loads((d / CONFIG_FILE).read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{d / CONFIG_FILE} is not valid JSON: {e}") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT_VERSION or "kind" not in meta:
+        raise ValueError(
+            f"{d / CONFIG_FILE} is not a weightzoo generator file (format {FORMAT_VERSION})"
+        )
+    return meta, load_file(d / WEIGHTS_FILE)

@@ -1,0 +1,308 @@
+"""WeightDataset: the models a generator learns from, padded, split and normalized.
+
+Built from one or more populations, either in memory (:class:`zoo.population.Population` or
+``(arch, weights (M, N), task)``) or read from a zoo store. Only finished models are kept
+(status done, finite weights). Models of one task and one architecture form a *group*, the unit
+of conditioning (task x width); every group is split into training and held-out models by a
+seeded permutation, and the held-out models are recorded with the generator for evaluation.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from generators.config import DataConfig
+from generators.normalization import Normalizer
+from generators.padding import PaddedLayout
+from zoo.architectures import Architecture, architecture_from_dict
+from zoo.population import Population
+from zoo.tasks import get_task
+from zoo.training import Status, evaluate
+
+PopulationLike = Population | tuple[Architecture, Tensor, str]
+
+
+@dataclass(frozen=True)
+class Group:
+    """One conditioning class: the models of one task with one architecture (hence one width)."""
+
+    task: str
+    arch: Architecture
+    sources: tuple[str, ...]
+
+    @property
+    def width(self) -> int:
+        return self.arch.width
+
+    @property
+    def key(self) -> str:
+        return f"{self.task}/w{self.width}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"task": self.task, "arch": self.arch.to_dict(), "sources": list(self.sources)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Group:
+        return cls(d["task"], architecture_from_dict(d["arch"]), tuple(d["sources"]))
+
+
+@dataclass
+class WeightBatch:
+    """A training batch. x: (B, D) normalized padded weights; mask: (B, D) real coordinates;
+    group, task, width: (B,) long ids; prop: (B,) standardized property (0 where unknown);
+    has_prop: (B,) bool."""
+
+    x: Tensor
+    mask: Tensor
+    group: Tensor
+    task: Tensor
+    width: Tensor
+    prop: Tensor
+    has_prop: Tensor
+
+
+@dataclass
+class Source:
+    """The usable rows of one population: weights (M, N), property (M,), rows: index in it."""
+
+    name: str
+    task: str
+    arch: Architecture
+    weights: Tensor
+    prop: Tensor
+    rows: list[int]
+
+
+@dataclass
+class WeightDataset:
+    """Padded weights (M, D) of every kept model with group ids (M,), property (M,), split (M,).
+
+    origin[m] = (population name, row in that population). ``normalizer`` holds the statistics
+    of the training models; ``prop_mean``/``prop_std`` standardize the property.
+    """
+
+    groups: list[Group]
+    padded: PaddedLayout
+    weights: Tensor
+    group: Tensor
+    prop: Tensor
+    train: Tensor
+    origin: list[tuple[str, int]]
+    config: DataConfig = field(default_factory=DataConfig)
+
+    def __post_init__(self) -> None:
+        tr = self.train
+        self.normalizer = Normalizer.fit(
+            self.weights[tr], self.group[tr], self.padded.masks, self.padded.union,
+            self.config.normalization,
+        )  # fmt: skip
+        known = self.prop[tr][torch.isfinite(self.prop[tr])]
+        self.prop_mean = float(known.mean()) if len(known) else 0.0
+        self.prop_std = float(known.std()) if len(known) > 1 else 1.0
+        self.prop_std = self.prop_std if self.prop_std > 1e-8 else 1.0
+
+    # ----- construction -------------------------------------------------------------------
+    @classmethod
+    def from_populations(
+        cls, populations: Sequence[PopulationLike], config: DataConfig | None = None
+    ) -> WeightDataset:
+        config = config or DataConfig()
+        if not populations:
+            raise ValueError("a weight dataset needs at least one population")
+        pops = [as_population(p, i) for i, p in enumerate(populations)]
+        names = [p.name for p in pops]
+        if len(set(names)) != len(names):
+            raise ValueError(f"population names must be unique, got {names}")
+        return cls.from_sources([read_source(p, config) for p in pops], config)
+
+    @classmethod
+    def from_zoo(
+        cls, zoo: Any, populations: Sequence[str] | None = None, config: DataConfig | None = None
+    ) -> WeightDataset:
+        """All (or the named) populations of a store (a path/URL or an opened ``Zoo``)."""
+        from zoo.store import open_zoo
+
+        z = open_zoo(zoo) if isinstance(zoo, str | Path) else zoo
+        names = list(populations) if populations else list(z.populations)
+        missing = [n for n in names if n not in z.populations]
+        if missing:
+            raise ValueError(
+                f"no population {missing[0]!r} in {z.location} (has: {', '.join(z.populations)})"
+            )
+        return cls.from_populations([z.populations[n] for n in names], config)
+
+    @classmethod
+    def from_sources(cls, sources: list[Source], config: DataConfig) -> WeightDataset:
+        keys: dict[tuple[str, str], int] = {}
+        members: list[list[Source]] = []
+        for s in sources:
+            key = (s.task, json.dumps(s.arch.to_dict(), sort_keys=True))
+            if key not in keys:
+                keys[key] = len(members)
+                members.append([])
+            members[keys[key]].append(s)
+        groups = [Group(m[0].task, m[0].arch, tuple(s.name for s in m)) for m in members]
+        padded = PaddedLayout(tuple(g.arch.layout for g in groups))
+        rows, gid, props, origin = [], [], [], []
+        for g, ms in enumerate(members):
+            for s in ms:
+                rows.append(padded.pad(s.weights, g))
+                gid.append(torch.full((len(s.rows),), g, dtype=torch.long))
+                props.append(s.prop)
+                origin += [(s.name, r) for r in s.rows]
+        group = torch.cat(gid)
+        return cls(
+            groups, padded, torch.cat(rows), group, torch.cat(props).float(),
+            split_models(group, config.heldout, config.split_seed), origin, config,
+        )  # fmt: skip
+
+    def with_split(self, train_origin: Sequence[tuple[str, int]]) -> WeightDataset:
+        """The same models with the training set given by origin (to restore a saved split)."""
+        wanted = {(str(a), int(b)) for a, b in train_origin}
+        have = set(self.origin)
+        if not wanted <= have:
+            gone = sorted(wanted - have)[:3]
+            raise ValueError(f"the generator's training models {gone} are not in this zoo")
+        train = torch.tensor([o in wanted for o in self.origin])
+        return WeightDataset(
+            self.groups, self.padded, self.weights, self.group, self.prop, train, self.origin,
+            self.config,
+        )  # fmt: skip
+
+    # ----- views --------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.weights)
+
+    @cached_property
+    def tasks(self) -> list[str]:
+        return sorted({g.task for g in self.groups})
+
+    @cached_property
+    def widths(self) -> list[int]:
+        return sorted({g.width for g in self.groups})
+
+    @cached_property
+    def group_task(self) -> Tensor:
+        """(G,) task id of every group."""
+        return torch.tensor([self.tasks.index(g.task) for g in self.groups])
+
+    @cached_property
+    def group_width(self) -> Tensor:
+        """(G,) width id of every group."""
+        return torch.tensor([self.widths.index(g.width) for g in self.groups])
+
+    @property
+    def dim(self) -> int:
+        return self.padded.dim
+
+    @cached_property
+    def normalized(self) -> Tensor:
+        """(M, D) standardized weights of every model."""
+        return self.normalizer.normalize(self.weights, self.group)
+
+    @cached_property
+    def train_index(self) -> Tensor:
+        return torch.nonzero(self.train).flatten()
+
+    def standardize_prop(self, values: Tensor) -> Tensor:
+        return (values - self.prop_mean) / self.prop_std
+
+    def batch(self, index: Tensor) -> WeightBatch:
+        """The models at ``index`` (B,) as a training batch."""
+        g = self.group[index]
+        prop = self.prop[index]
+        has = torch.isfinite(prop)
+        return WeightBatch(
+            self.normalized[index], self.padded.masks[g], g, self.group_task[g],
+            self.group_width[g], torch.where(has, self.standardize_prop(prop), 0.0), has,
+        )  # fmt: skip
+
+    def random_batch(self, size: int, generator: torch.Generator) -> WeightBatch:
+        """``size`` training models drawn uniformly with replacement."""
+        pick = torch.randint(len(self.train_index), (size,), generator=generator)
+        return self.batch(self.train_index[pick])
+
+    def group_rows(self, g: int, train: bool) -> Tensor:
+        """Row indices of group ``g``'s training (or held-out) models."""
+        return torch.nonzero((self.group == g) & (self.train if train else ~self.train)).flatten()
+
+    def group_weights(self, g: int, train: bool) -> Tensor:
+        """(M_g, N_g) unpadded weights of group ``g``'s training or held-out models."""
+        return self.padded.crop(self.weights[self.group_rows(g, train)], g)
+
+
+def as_population(p: PopulationLike, i: int) -> Population:
+    if isinstance(p, Population):
+        return p
+    if isinstance(p, tuple) and len(p) == 3:
+        arch, weights, task = p
+        return Population(arch, torch.as_tensor(weights, dtype=torch.float32), task, f"pop{i}")
+    raise ValueError(f"expected a Population or (arch, weights, task), got {type(p).__name__}")
+
+
+def read_source(pop: Population, config: DataConfig) -> Source:
+    """The usable models of ``pop``: done (stored populations) and finite."""
+    stored = hasattr(pop, "status") and hasattr(pop, "metrics")
+    if stored:
+        w = pop.weights(checkpoint=config.checkpoint, canonical=config.canonical)
+        keep = torch.as_tensor(np.asarray(pop.status) == Status.DONE)
+    else:
+        w = pop.weights()
+        keep = torch.ones(len(w), dtype=torch.bool)
+    if pop.task is None:
+        raise ValueError(f"population {pop.name} has no task recorded")
+    if w.dim() != 2 or w.shape[1] != pop.arch.num_params:
+        raise ValueError(
+            f"population {pop.name}: weights of shape {tuple(w.shape)} do not match the "
+            f"layout ({pop.arch.num_params} parameters)"
+        )
+    keep &= torch.isfinite(w).all(dim=1)
+    rows = torch.nonzero(keep).flatten()
+    if len(rows) == 0:
+        raise ValueError(f"population {pop.name} has no usable models (done, finite weights)")
+    w = w[rows].float()
+    prop = property_values(pop, config, w, rows)
+    return Source(pop.name, pop.task, pop.arch, w, prop, rows.tolist())
+
+
+def property_values(pop: Population, config: DataConfig, w: Tensor, rows: Tensor) -> Tensor:
+    """(M,) values of the conditioning property (NaN if none is configured)."""
+    name = config.property
+    if not name:
+        return torch.full((len(rows),), math.nan)
+    metrics = getattr(pop, "metrics", None)
+    if isinstance(metrics, dict) and name in metrics:
+        v = np.asarray(metrics[name])
+        v = v[:, -1 if config.canonical else config.checkpoint] if v.ndim == 2 else v
+        return torch.as_tensor(v, dtype=torch.float32)[rows]
+    if name in pop.conditioning:
+        return torch.as_tensor(pop.conditioning[name], dtype=torch.float32)[rows]
+    split, _, what = name.partition("_")
+    if split in ("train", "val", "test") and what in ("acc", "loss"):
+        loss, acc = evaluate(pop.arch, get_task(pop.task), w, split)
+        return acc if what == "acc" else loss
+    raise ValueError(
+        f"population {pop.name} has no property {name!r} (set data.property to e.g. val_acc, "
+        'or to "" for none)'
+    )
+
+
+def split_models(group: Tensor, heldout: float, seed: int) -> Tensor:
+    """(M,) bool training mask: per group, a seeded share ``heldout`` is held out (>= 1 trains)."""
+    train = torch.ones(len(group), dtype=torch.bool)
+    for g in group.unique().tolist():
+        rows = torch.nonzero(group == g).flatten()
+        n_held = min(int(round(heldout * len(rows))), len(rows) - 1)
+        order = torch.randperm(len(rows), generator=torch.Generator().manual_seed(seed + 7919 * g))
+        train[rows[order[:n_held]]] = False
+    return train

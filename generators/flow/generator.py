@@ -1,0 +1,154 @@
+"""FlowGenerator: conditional flow matching over (projected) normalized weight vectors.
+
+DeepWeightFlow's recipe (a velocity MLP over canonical weights, straight paths, ODE sampling),
+extended with conditioning on task, width and a scalar property, classifier-free guidance, and
+a per-group PCA with an explicit model of what lies outside the training span (see
+:mod:`generators.flow.projection`).
+
+Width conditioning: every width is padded into the widest layout (:mod:`generators.padding`);
+the flow state holds the group's coefficients and the width embedding tells the network which
+group it is generating, so one network serves every (task, width) of the zoo.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from generators.base import WeightGenerator
+from generators.conditioning import Conditioner
+from generators.dataset import WeightDataset
+from generators.flow.config import FlowConfig, FlowModelConfig
+from generators.flow.matching import flow_matching_loss
+from generators.flow.ode import integrate
+from generators.flow.projection import FullSpace, GroupPCA
+from generators.flow.velocity import VelocityNet
+
+SAMPLE_CHUNK = 4096
+
+
+class FlowNetwork(nn.Module):
+    """Conditioning encoder + velocity field, saved and trained as one module."""
+
+    def __init__(
+        self, dim: int, num_tasks: int, num_widths: int, cfg: FlowModelConfig, use_property: bool
+    ) -> None:
+        super().__init__()
+        self.cond = Conditioner(num_tasks, num_widths, cfg.cond_dim, use_property)
+        self.velocity = VelocityNet(dim, cfg.hidden, cfg.cond_dim, cfg.dropout)
+
+
+class FlowGenerator(WeightGenerator):
+    """Flow matching generator; see the module docstring. ``config``: :class:`FlowConfig`."""
+
+    kind = "flow"
+    config_class = FlowConfig
+    config: FlowConfig
+
+    def __init__(self, config: FlowConfig | None = None) -> None:
+        super().__init__(config)
+        self._net: FlowNetwork | None = None
+        self.space: GroupPCA | FullSpace | None = None
+        self._train: dict[str, Tensor] = {}
+
+    @property
+    def network(self) -> FlowNetwork:
+        if self._net is None:
+            raise ValueError("this flow generator is not trained yet: call fit() first")
+        return self._net
+
+    # ----- building -----------------------------------------------------------------------
+    def _build_network(self) -> None:
+        info = self.require_info()
+        self._net = FlowNetwork(
+            self.space.components, len(info.tasks), len(info.widths), self.config.model,
+            info.has_property,
+        )  # fmt: skip
+
+    def _prepare(self, dataset: WeightDataset) -> None:
+        cfg = self.config.model
+        rows = dataset.train_index
+        z, group = dataset.normalized[rows], dataset.group[rows]
+        masks = dataset.padded.masks
+        self.space = (
+            GroupPCA.fit(z, group, masks, cfg.pca, cfg.whiten) if cfg.pca > 0 else FullSpace(masks)
+        )
+        coef = torch.zeros(len(rows), self.space.components)
+        for g in group.unique().tolist():
+            sel = group == g
+            coef[sel] = self.space.encode(z[sel], g)
+        batch = dataset.batch(rows)
+        self._train = {
+            "x": coef, "mask": self.space.component_mask[group].float(), "task": batch.task,
+            "width": batch.width, "prop": batch.prop, "has_prop": batch.has_prop,
+        }  # fmt: skip
+        self._build_network()
+
+    def _restore(self, tensors: dict[str, Tensor]) -> None:
+        info = self.require_info()
+        if self.config.model.pca > 0:
+            self.space = GroupPCA.from_state_dict(tensors)
+        else:
+            self.space = FullSpace(info.padded.masks)
+        self._build_network()
+
+    def extra_tensors(self) -> dict[str, Tensor]:
+        return self.space.state_dict() if self.space is not None else {}
+
+    # ----- training -----------------------------------------------------------------------
+    def training_loss(self, index: Tensor, rng: torch.Generator) -> Tensor:
+        cfg = self.config.model
+        b = {k: v[index] for k, v in self._train.items()}
+        drop = torch.rand(len(index), generator=rng) < cfg.cfg_dropout
+        net = self.network
+        c = net.cond(b["task"], b["width"], b["prop"], b["has_prop"], drop)
+        return flow_matching_loss(
+            lambda x, t: net.velocity(x, t, c), b["x"], b["mask"], rng,
+            source_std=cfg.source_std, sigma=cfg.path_sigma, ot=cfg.ot_pairing,
+        )  # fmt: skip
+
+    # ----- sampling -----------------------------------------------------------------------
+    def _sample(
+        self, n: int, group: int, rng: torch.Generator, target: Tensor | None, **options: Any
+    ) -> Tensor:
+        try:
+            sc = replace(self.config.sampling, **options)
+        except TypeError:
+            known = "steps, solver, guidance, temperature, novelty"
+            raise ValueError(f"unknown sampling option(s) {sorted(options)} ({known})") from None
+        info = self.require_info()
+        grp = info.groups[group]
+        net, space = self.network, self.space
+        dev = next(net.parameters()).device  # the ODE runs where the network is; the rest on CPU
+        cmask = space.component_mask[group].float().to(dev)  # (K,)
+        task_id = info.tasks.index(grp.task)
+        width_id = info.widths.index(grp.width)
+        out = []
+        for a in range(0, n, SAMPLE_CHUNK):
+            m = min(SAMPLE_CHUNK, n - a)
+            ids = torch.full((m,), task_id, device=dev), torch.full((m,), width_id, device=dev)
+            prop = info.standardize(target[a : a + m]) if target is not None else torch.zeros(m)
+            prop, has = prop.to(dev), torch.full((m,), target is not None, device=dev)
+            c = net.cond(*ids, prop, has, torch.zeros(m, dtype=torch.bool, device=dev))
+            cu = net.cond(*ids, prop, has, torch.ones(m, dtype=torch.bool, device=dev))
+            x0 = torch.randn(m, space.components, generator=rng).to(dev) * cmask
+            x0 = x0 * (self.config.model.source_std * sc.temperature)
+
+            def field(x: Tensor, t: Tensor, c: Tensor = c, cu: Tensor = cu) -> Tensor:
+                if sc.guidance == 1.0:
+                    return net.velocity(x, t, c) * cmask
+                v = net.velocity(torch.cat([x, x]), torch.cat([t, t]), torch.cat([c, cu]))
+                vc, vu = v.chunk(2)
+                return (vu + sc.guidance * (vc - vu)) * cmask
+
+            x1 = integrate(field, x0, sc.steps, sc.solver).cpu()
+            z = space.decode(x1, group)
+            if sc.novelty > 0:
+                z = z + sc.novelty * space.complement_noise(m, group, info.padded.masks[group], rng)
+            g = torch.full((m,), group)
+            w = info.normalizer.denormalize(z, g)
+            out.append(info.padded.crop(w, group))
+        return torch.cat(out)

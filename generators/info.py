@@ -1,0 +1,109 @@
+"""What a trained generator keeps of its dataset: groups, split, normalization, property stats.
+
+Saved with the generator (JSON + the normalizer's tensors in safetensors) so that sampling needs
+no zoo, and evaluation can find the exact training and held-out models again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from generators.config import DataConfig, build_dataclass
+from generators.dataset import Group, WeightDataset
+from generators.normalization import Normalizer
+from generators.padding import PaddedLayout
+
+
+@dataclass
+class DatasetInfo:
+    """groups: conditioning classes; group_props[g]: the training models' property values;
+    train_origin / heldout_origin: (population, row) of the models in each split."""
+
+    groups: list[Group]
+    data: DataConfig
+    prop_mean: float
+    prop_std: float
+    group_props: list[list[float]]
+    train_origin: list[tuple[str, int]]
+    heldout_origin: list[tuple[str, int]]
+    normalizer: Normalizer
+
+    @classmethod
+    def from_dataset(cls, ds: WeightDataset) -> DatasetInfo:
+        props = [ds.prop[ds.group_rows(g, True)] for g in range(len(ds.groups))]
+        return cls(
+            groups=list(ds.groups), data=ds.config, prop_mean=ds.prop_mean, prop_std=ds.prop_std,
+            group_props=[[float(v) for v in p[torch.isfinite(p)]] for p in props],
+            train_origin=[o for o, t in zip(ds.origin, ds.train.tolist(), strict=True) if t],
+            heldout_origin=[o for o, t in zip(ds.origin, ds.train.tolist(), strict=True) if not t],
+            normalizer=ds.normalizer,
+        )  # fmt: skip
+
+    @cached_property
+    def padded(self) -> PaddedLayout:
+        return PaddedLayout(tuple(g.arch.layout for g in self.groups))
+
+    @cached_property
+    def tasks(self) -> list[str]:
+        return sorted({g.task for g in self.groups})
+
+    @cached_property
+    def widths(self) -> list[int]:
+        return sorted({g.width for g in self.groups})
+
+    @property
+    def has_property(self) -> bool:
+        return bool(self.data.property) and any(self.group_props)
+
+    def resolve(self, task: str | None, width: int | None) -> int:
+        """Index of the group for (task, width); defaults: the only task, the widest width."""
+        if task is None:
+            if len(self.tasks) > 1:
+                raise ValueError(
+                    f"this generator knows several tasks ({', '.join(self.tasks)}): pass task="
+                )
+            task = self.tasks[0]
+        if task not in self.tasks:
+            raise ValueError(
+                f"unknown task {task!r} for this generator (trained on: {', '.join(self.tasks)})"
+            )
+        widths = sorted(g.width for g in self.groups if g.task == task)
+        width = widths[-1] if width is None else int(width)
+        for i, g in enumerate(self.groups):
+            if g.task == task and g.width == width:
+                return i
+        raise ValueError(
+            f"width {width} is not available for task {task!r} "
+            f"(trained widths: {', '.join(map(str, widths))})"
+        )
+
+    def standardize(self, values: Tensor) -> Tensor:
+        return (values - self.prop_mean) / self.prop_std
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "groups": [g.to_dict() for g in self.groups],
+            "data": self.data.__dict__,
+            "prop_mean": self.prop_mean,
+            "prop_std": self.prop_std,
+            "group_props": self.group_props,
+            "train_origin": [list(o) for o in self.train_origin],
+            "heldout_origin": [list(o) for o in self.heldout_origin],
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], tensors: dict[str, Tensor]) -> DatasetInfo:
+        return cls(
+            groups=[Group.from_dict(g) for g in d["groups"]],
+            data=build_dataclass(DataConfig, d["data"], "data."),
+            prop_mean=float(d["prop_mean"]), prop_std=float(d["prop_std"]),
+            group_props=[list(map(float, p)) for p in d["group_props"]],
+            train_origin=[(str(a), int(b)) for a, b in d["train_origin"]],
+            heldout_origin=[(str(a), int(b)) for a, b in d["heldout_origin"]],
+            normalizer=Normalizer.from_state_dict(tensors),
+        )  # fmt: skip

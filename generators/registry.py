@@ -1,0 +1,39 @@
+"""Generator kinds by name, for loading saved run dirs and for the CLI.
+
+A new kind (diffusion, hyper, neumeta) subclasses :class:`generators.base.WeightGenerator` and
+adds one entry here.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from generators.base import CONFIG_FILE, WeightGenerator, read_run_dir
+from generators.config import GeneratorConfig
+from generators.flow import FlowGenerator
+
+GENERATORS: dict[str, type[WeightGenerator]] = {FlowGenerator.kind: FlowGenerator}
+
+
+def generator_class(kind: str) -> type[WeightGenerator]:
+    if kind not in GENERATORS:
+        raise ValueError(f"unknown generator kind {kind!r} (known: {', '.join(GENERATORS)})")
+    return GENERATORS[kind]
+
+
+def make_generator(
+    kind: str, config: GeneratorConfig | str | Path | None = None
+) -> WeightGenerator:
+    """A fresh generator of ``kind``, with its default config, a config object or a config file."""
+    cls = generator_class(kind)
+    if isinstance(config, str | Path):
+        config = cls.config_class.load(config)
+    return cls(config)
+
+
+def load_generator(run_dir: str | Path) -> WeightGenerator:
+    """The trained generator saved in ``run_dir`` (``generator.json`` + ``generator.safetensors``)."""
+    read_run_dir(run_dir)  # clear errors for a missing or foreign directory
+    kind = json.loads((Path(run_dir) / CONFIG_FILE).read_text())["kind"]
+    return generator_class(kind).load(run_dir)

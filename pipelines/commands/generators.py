@@ -1,0 +1,149 @@
+"""``zoo train-generator``, ``zoo sample``, ``zoo evaluate`` and ``zoo demo``."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from pipelines.app import app
+
+
+class Kind(StrEnum):
+    """Generator kinds offered on the command line (more arrive with their issues)."""
+
+    flow = "flow"
+
+
+ZooOpt = Annotated[str, typer.Option("--zoo", help="store path or fsspec URL")]
+
+
+@app.command("train-generator")
+def train_generator_cmd(
+    kind: Annotated[Kind, typer.Argument(help="generator kind")],
+    zoo: ZooOpt,
+    out: Annotated[Path, typer.Option(help="run directory (generator, checkpoints, logs)")],
+    population: Annotated[
+        list[str] | None, typer.Option(help="population name (repeat for several; default all)")
+    ] = None,
+    raw: Annotated[
+        bool, typer.Option("--raw", help="train on raw, not canonical, weights")
+    ] = False,
+    config: Annotated[Path | None, typer.Option(help="generator config (.toml or .json)")] = None,
+    devices: Annotated[int, typer.Option(help="Lightning devices (processes or GPUs)")] = 1,
+    max_steps: Annotated[int | None, typer.Option(help="override training.max_steps")] = None,
+    seed: Annotated[int | None, typer.Option(help="override training.seed")] = None,
+    resume: Annotated[
+        bool, typer.Option(help="continue from the run dir's last checkpoint")
+    ] = True,
+) -> None:
+    """Train a weight generator on a zoo (canonical weights unless --raw) into a run dir."""
+    from generators import WeightDataset, make_generator
+    from pipelines.generator_training import train_generator
+
+    gen = make_generator(kind.value, config)
+    overrides = {"data.canonical": not raw}
+    if seed is not None:
+        overrides["training.seed"] = seed
+    gen.config = gen.config.with_overrides(overrides)
+    ds = WeightDataset.from_zoo(zoo, population, gen.config.data)
+    s = train_generator(gen, ds, out, devices=devices, max_steps=max_steps, resume=resume)
+    table = Table(title=f"{kind.value} generator: {s.run_dir}")
+    for col in ("group", "train models", "held-out models", "parameters"):
+        table.add_column(col, justify="left" if col == "group" else "right")
+    for g, grp in enumerate(ds.groups):
+        table.add_row(grp.key, str(len(ds.group_rows(g, True))), str(len(ds.group_rows(g, False))),
+                      str(grp.arch.num_params))  # fmt: skip
+    console = Console()
+    console.print(table)
+    note = f" (resumed at step {s.resumed_from})" if s.resumed_from else ""
+    console.print(f"{s.steps} steps in {s.seconds:.1f} s{note}, final loss {s.final_loss:.4f}; "
+                  f"weights: {'raw' if raw else 'canonical'}")  # fmt: skip
+
+
+@app.command()
+def sample(
+    run_dir: Annotated[Path, typer.Argument(help="trained generator run dir")],
+    out: Annotated[Path, typer.Option(help="output file: .safetensors or .zarr")],
+    n: Annotated[int, typer.Option("--n", help="number of networks")] = 100,
+    task: Annotated[
+        str | None, typer.Option(help="task (default: the generator's only task)")
+    ] = None,
+    width: Annotated[int | None, typer.Option(help="width (default: the widest)")] = None,
+    seed: Annotated[int, typer.Option(help="sampling seed")] = 0,
+    target: Annotated[
+        float | None, typer.Option(help="property to ask for, e.g. 0.95 val accuracy")
+    ] = None,
+    steps: Annotated[int | None, typer.Option(help="ODE steps")] = None,
+    solver: Annotated[str | None, typer.Option(help="euler | heun | rk4")] = None,
+    guidance: Annotated[float | None, typer.Option(help="classifier-free guidance weight")] = None,
+    novelty: Annotated[float | None, typer.Option(help="off-span noise scale")] = None,
+) -> None:
+    """Sample new networks from a trained generator and write them to a file."""
+    import time
+
+    from generators import load_generator, save_population
+
+    gen = load_generator(run_dir)
+    opts = {k: v for k, v in dict(steps=steps, solver=solver, guidance=guidance,
+                                  novelty=novelty).items() if v is not None}  # fmt: skip
+    t0 = time.perf_counter()
+    pop = gen.sample(n, task=task, width=width, seed=seed, target=target, **opts)
+    dt = time.perf_counter() - t0
+    path = save_population(pop, out)
+    Console().print(f"{n} {pop.task} nets of width {pop.arch.width} ({pop.arch.num_params} "
+                    f"parameters) in {dt:.2f} s -> {path}", highlight=False)  # fmt: skip
+
+
+@app.command()
+def evaluate(
+    run_dir: Annotated[Path, typer.Argument(help="trained generator run dir")],
+    zoo: ZooOpt,
+    out: Annotated[
+        Path | None, typer.Option(help="output dir (default RUN_DIR/evaluation)")
+    ] = None,
+    n: Annotated[int, typer.Option("--n", help="generated nets per group")] = 100,
+    seed: Annotated[int, typer.Option(help="sampling seed")] = 0,
+    knob: Annotated[
+        str,
+        typer.Option(
+            help="sampling knob swept for the trade-off curve: temperature | novelty | guidance | steps"
+        ),
+    ] = "temperature",
+) -> None:
+    """Accuracy, novelty, diversity, ensembles and fidelity of generated nets vs held-out ones."""
+    from generators import load_generator
+    from pipelines.demo import summary_table
+    from pipelines.evaluate import EvalSettings, dataset_for, evaluate_generator
+
+    gen = load_generator(run_dir)
+    ds = dataset_for(gen, zoo)
+    out = out or Path(run_dir) / "evaluation"
+    sweeps = {"temperature": (0.5, 0.75, 1.0, 1.25, 1.5), "novelty": (0.0, 0.25, 0.5, 1.0),
+              "guidance": (1.0, 1.5, 2.0, 3.0), "steps": (2, 4, 8, 16, 32)}  # fmt: skip
+    if knob not in sweeps:
+        raise ValueError(f"unknown knob {knob!r} ({', '.join(sweeps)})")
+    settings = EvalSettings(n=n, seed=seed, knob=knob, sweep=sweeps[knob])
+    report = evaluate_generator(gen, ds, settings, out,
+                                label=str(run_dir))  # fmt: skip
+    console = Console()
+    console.print(summary_table({str(run_dir): report}))
+    console.print(f"results: {out / 'evaluation.json'}; plots: {', '.join(report['plots'])}")
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option(help="output directory")] = Path("demo"),
+    workers: Annotated[int | None, typer.Option(help="Dask workers for the zoo build")] = None,
+    max_steps: Annotated[
+        int | None, typer.Option(help="override the flow's training steps")
+    ] = None,
+) -> None:
+    """Default zoo -> canonicalize -> train flow (canonical and raw) -> sample -> evaluate."""
+    from pipelines.demo import run_demo
+
+    run_demo(out, workers=workers, max_steps=max_steps)

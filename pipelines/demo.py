@@ -1,0 +1,125 @@
+"""``zoo demo``: the whole pipeline on the default zoo, in minutes on a laptop.
+
+default zoo (``data/specs/default.toml``) -> canonicalize (weight matching) -> train the flow
+generator on canonical and, for comparison, on raw weights -> sample 100 nets -> evaluate both
+on held-out real models -> a short table and the paths of the plots.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+DEFAULT_FLOW = Path(__file__).resolve().parents[1] / "data" / "generators" / "flow.toml"
+
+
+def _pct(v: float) -> str:
+    return f"{100 * v:.1f}%"
+
+
+def summary_table(
+    reports: dict[str, dict[str, Any]], train_seconds: dict[str, float] | None = None
+) -> Table:
+    """Headline metrics of one or more evaluation reports, one column each."""
+    table = Table(title="generated vs real networks (held-out models, test split, no fine-tuning)")
+    table.add_column("metric", style="bold")
+    for name in reports:
+        table.add_column(name, justify="right")
+    rows: list[tuple[str, Any]] = [
+        ("test acc: generated (free) / held-out",
+         lambda s: f"{_pct(s['generated_acc_free'])} / {_pct(s['heldout_acc'])}"),
+        ("  ratio (target >= 98%)", lambda s: _pct(s["acc_ratio_free"])),
+        ("  generated, prompted like held-out", lambda s: _pct(s["generated_acc_matched"])
+         if "generated_acc_matched" in s else "-"),
+        ("distance to nearest train / train NN (>= 25%)", lambda s: _pct(s["distance_ratio"])),
+        ("  same, relative to that neighbour's NN", lambda s: _pct(s["local_ratio"])),
+        ("disagreement with nearest train net", lambda s: _pct(s["nn_disagreement"])),
+        ("  real: held-out vs nearest train net", lambda s: _pct(s["real_nn_disagreement"])),
+        ("  real: mean over pairs", lambda s: _pct(s["real_pair_disagreement"])),
+        ("diversity (pairwise disagreement)", lambda s: _pct(s["diversity"])),
+        ("ensemble of K: generated / real / one net",
+         lambda s: f"{_pct(s['ensemble_generated'])} / {_pct(s['ensemble_real'])} / "
+                   f"{_pct(s['single_generated'])}"),
+        ("sampling time per net", lambda s: f"{1e3 * s['seconds_per_net']:.2f} ms"),
+    ]  # fmt: skip
+    for label, fn in rows:
+        table.add_row(label, *[fn(r["summary"]) for r in reports.values()])
+    if train_seconds:
+        table.add_row("generator training", *[f"{train_seconds.get(k, float('nan')):.1f} s"
+                                              for k in reports])  # fmt: skip
+    return table
+
+
+def run_demo(
+    out: str | Path = "demo", spec: str | Path | None = None, workers: int | None = None,
+    max_steps: int | None = None, n: int = 100, console: Console | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """Run the demo into ``out``; returns the timings and both evaluation summaries."""
+    from generators import WeightDataset, make_generator, save_population
+    from pipelines.build import build_zoo
+    from pipelines.canonicalize_stage import canonicalize_zoo
+    from pipelines.evaluate import EvalSettings, evaluate_generator
+    from pipelines.evaluation_plots import plot_tradeoff
+    from pipelines.generator_training import train_generator
+
+    console = console or Console()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    store = str(out / "zoo.zarr")
+    timings: dict[str, float] = {}
+    t_all = time.perf_counter()
+
+    console.rule("1/5 build the default zoo")
+    t0 = time.perf_counter()
+    build_zoo(spec, store, workers=workers, metrics=False, console=console)
+    timings["build"] = time.perf_counter() - t0
+
+    console.rule("2/5 canonicalize (weight matching to the barycenter)")
+    t0 = time.perf_counter()
+    canonicalize_zoo(store, reference="barycenter", workers=0, console=console)
+    timings["canonicalize"] = time.perf_counter() - t0
+
+    reports, train_seconds, gens = {}, {}, {}
+    for space in ("canonical", "raw"):
+        console.rule(f"3/5 train the flow generator on {space} weights")
+        gen = make_generator("flow", DEFAULT_FLOW)
+        gen.config = gen.config.with_overrides({"data.canonical": space == "canonical"})
+        ds = WeightDataset.from_zoo(store, None, gen.config.data)
+        s = train_generator(gen, ds, out / f"flow-{space}", max_steps=max_steps)
+        train_seconds[space] = s.seconds
+        console.rule(f"4/5 sample and evaluate ({space})")
+        reports[space] = evaluate_generator(
+            gen, ds, EvalSettings(n=n), out / f"eval-{space}", label=f"flow on {space} weights"
+        )
+        gens[space] = gen
+    timings["train"] = sum(train_seconds.values())
+
+    console.rule("5/5 report")
+    gen = gens["canonical"]
+    t0 = time.perf_counter()
+    pop = gen.sample(1000, seed=0)
+    timings["sample_1000"] = time.perf_counter() - t0
+    samples = save_population(gen.sample(n, seed=0), out / "samples.safetensors")
+    tradeoff = plot_tradeoff(list(reports.values()), out / "tradeoff.png")
+    timings["total"] = time.perf_counter() - t_all
+    result = {
+        "timings_s": timings, "train_seconds": train_seconds,
+        "summary": {k: r["summary"] for k, r in reports.items()},
+        "samples": str(samples), "sampled_width": pop.arch.width,
+        "plots": [p for r in reports.values() for p in r["plots"]] + [str(tradeoff)],
+    }  # fmt: skip
+    (out / "demo.json").write_text(json.dumps(result, indent=2) + "\n")
+    console.print(summary_table(reports, train_seconds))
+    console.print(
+        f"1,000 nets of width {pop.arch.width} sampled in {timings['sample_1000']:.2f} s; "
+        f"total {timings['total']:.0f} s (zoo {timings['build']:.0f} s, canonicalize "
+        f"{timings['canonicalize']:.0f} s, generators {timings['train']:.0f} s)"
+    )
+    console.print(f"plots: {', '.join(result['plots'])}", highlight=False)
+    console.print(f"{n} generated nets: {samples}; results: {out / 'demo.json'}")
+    return result

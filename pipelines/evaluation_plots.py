@@ -1,0 +1,84 @@
+"""PNGs of ``zoo evaluate``: accuracy histograms (real vs generated) and the trade-off curve."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+SHORT = {"temperature": "T", "novelty": "nov", "guidance": "w", "steps": "steps"}
+
+
+def plot_histograms(report: dict[str, Any], path: str | Path) -> Path:
+    """One panel per group: test accuracy of real models vs generated nets, as densities."""
+    groups = report["groups"]
+    cols = min(3, len(groups))
+    rows = math.ceil(len(groups) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.2 * rows), squeeze=False)
+    bins = np.linspace(0, 1, 41)
+    for ax, g in zip(axes.flat, groups, strict=False):
+        ax.hist(g["real_acc"], bins=bins, density=True, alpha=0.55, color="tab:blue",
+                label=f"real ({len(g['real_acc'])})")  # fmt: skip
+        ax.hist(g["generated_acc"], bins=bins, density=True, alpha=0.55, color="tab:orange",
+                label=f"generated ({len(g['generated_acc'])})")  # fmt: skip
+        if "heldout" in g["real"]:
+            ax.axvline(g["real"]["heldout"]["mean"], color="tab:blue", ls="--", lw=1.2,
+                       label="held-out mean")  # fmt: skip
+        ax.axvline(float(np.mean(g["generated_acc"])), color="tab:orange", ls="--", lw=1.2,
+                   label="generated mean")  # fmt: skip
+        ax.set_title(g["group"], fontsize=10)
+        ax.set_xlabel("test accuracy")
+        ax.set_ylabel("density")
+        ax.set_xlim(0, 1)
+        ax.legend(fontsize=7, loc="upper left")
+    for ax in list(axes.flat)[len(groups) :]:
+        ax.axis("off")
+    space = "canonical" if report.get("canonical") else "raw"
+    fig.suptitle(f"{report.get('label') or report['kind']}: real vs generated ({space} weights)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return Path(path)
+
+
+def plot_tradeoff(reports: list[dict[str, Any]], path: str | Path) -> Path:
+    """Accuracy (relative to held-out real nets) against novelty, one curve per report."""
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    for r in reports:
+        rows = r["tradeoff"]
+        knob = next(iter(rows[0]))
+        short = SHORT.get(knob, knob)
+        x = [row["distance_ratio"] for row in rows]
+        xd = [row["nn_disagreement"] for row in rows]
+        y = [row["acc_ratio"] for row in rows]
+        label = r.get("label") or ("canonical" if r.get("canonical") else "raw")
+        for ax, xs in ((ax1, x), (ax2, xd)):
+            (line,) = ax.plot(xs, y, "o-", label=label)
+            for xi, yi, row in zip(xs, y, rows, strict=True):
+                ax.annotate(f"{short}={row[knob]:g}", (xi, yi), fontsize=7, xytext=(4, 3),
+                            textcoords="offset points", color=line.get_color())  # fmt: skip
+    real_dis = np.mean([r["summary"]["real_nn_disagreement"] for r in reports])
+    for ax in (ax1, ax2):
+        ax.axhline(0.98, color="gray", ls="--", lw=1, label="98% of held-out accuracy")
+        ax.set_ylabel("generated / held-out mean test accuracy")
+        ax.grid(alpha=0.3)
+    ax1.axvline(0.25, color="tab:red", ls=":", lw=1, label="25% of train NN distance")
+    ax1.set_xlabel("distance to nearest training net / mean NN distance among training nets")
+    ax2.axvline(real_dis, color="tab:red", ls=":", lw=1, label="held-out vs nearest training net")
+    ax2.set_xlabel("prediction disagreement with nearest training net")
+    ax1.legend(fontsize=8)
+    ax2.legend(fontsize=8)
+    names = ", ".join(
+        f"{v} = {k}" for k, v in SHORT.items() if any(k in r["tradeoff"][0] for r in reports)
+    )
+    fig.suptitle(f"accuracy / novelty trade-off, no fine-tuning ({names or knob})")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return Path(path)

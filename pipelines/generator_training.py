@@ -1,0 +1,149 @@
+"""Training any weight generator under Lightning: checkpoints, resume, progress, CSV log, devices.
+
+The generator supplies the objective (:meth:`WeightGenerator.training_loss`) and the optimizer;
+this module adds the engineering. Every step's batch and noise are a function of (seed, step,
+rank) (:func:`generators.base.step_generators`), so a run resumed from ``last.ckpt`` continues
+exactly as an uninterrupted one, and a single-device run equals ``generator.fit``. Checkpoints
+are safetensors (:mod:`pipelines.safetensors_checkpoint`), never pickles.
+
+At the scale of the default zoo (a few thousand parameters per net) Lightning's per-step
+overhead matters, so batches are large, steps few, validation and the model summary are off,
+and the log is written every 25 steps.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
+from torch import Tensor
+from torch.utils.data import DataLoader, IterableDataset
+
+from generators import WeightDataset, WeightGenerator
+from generators.base import step_generators
+from pipelines.safetensors_checkpoint import SafetensorsCheckpointIO
+
+CHECKPOINT_DIR = "checkpoints"
+LOG_EVERY = 25
+
+
+class StepIndices(IterableDataset):
+    """Endless stream of training-model index batches (B,), one per step from ``start()``."""
+
+    def __init__(self, generator: WeightGenerator, start: callable, rank: callable) -> None:
+        self.generator, self.start, self.rank = generator, start, rank
+
+    def __iter__(self):
+        step = self.start()
+        while True:
+            yield self.generator.train_step_batch(step, self.rank())[0]
+            step += 1
+
+
+class WeightDataModule(L.LightningDataModule):
+    """Holds the WeightDataset and feeds the generator's index batches."""
+
+    def __init__(self, generator: WeightGenerator, dataset: WeightDataset) -> None:
+        super().__init__()
+        self.generator, self.dataset = generator, dataset
+
+    def train_dataloader(self) -> DataLoader:
+        trainer = self.trainer
+        stream = StepIndices(
+            self.generator, lambda: trainer.global_step if trainer else 0,
+            lambda: trainer.global_rank if trainer else 0,
+        )  # fmt: skip
+        return DataLoader(stream, batch_size=None, num_workers=0)
+
+
+class GeneratorModule(L.LightningModule):
+    """Wraps a prepared generator; its network is the only trainable module."""
+
+    def __init__(self, generator: WeightGenerator) -> None:
+        super().__init__()
+        self.generator = generator
+        self.net = generator.network
+
+    def training_step(self, index: Tensor, batch_idx: int) -> Tensor:
+        _, rng = step_generators(
+            self.generator.config.training.seed, self.global_step, self.global_rank
+        )
+        torch.manual_seed(rng.initial_seed())  # dropout draws, as in generator.fit
+        loss = self.generator.training_loss(index, rng)
+        self.log(
+            "train_loss", loss, prog_bar=True, on_step=True, on_epoch=False, batch_size=len(index)
+        )
+        return loss
+
+    def configure_optimizers(self):
+        opt, sched = self.generator.configure_optimizer()
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+@dataclass
+class TrainSummary:
+    run_dir: Path
+    steps: int
+    seconds: float
+    final_loss: float
+    resumed_from: int
+
+
+def train_generator(
+    generator: WeightGenerator, dataset: WeightDataset, run_dir: str | Path,
+    devices: int | str = 1, accelerator: str = "auto", max_steps: int | None = None,
+    resume: bool = True, progress: bool = True, checkpoints: int = 4,
+    callbacks: list[L.Callback] | None = None,
+) -> TrainSummary:  # fmt: skip
+    """Train ``generator`` on ``dataset`` and save it to ``run_dir``; resumes from last.ckpt.
+
+    checkpoints: how many checkpoints to write over the run (the last is always kept);
+    callbacks: extra Lightning callbacks.
+    """
+    if max_steps is not None:
+        generator.config = generator.config.with_overrides({"training.max_steps": int(max_steps)})
+    steps = generator.config.training.max_steps
+    generator.prepare(dataset)  # deterministic: a resumed run rebuilds the same state
+    out = Path(run_dir)
+    ckpt_dir = out / CHECKPOINT_DIR
+    last = ckpt_dir / "last.ckpt"
+    start = 0
+    if resume and last.is_file():
+        start = int(SafetensorsCheckpointIO().load_checkpoint(last)["global_step"])
+    elif last.exists():
+        last.unlink()
+    checkpoint = ModelCheckpoint(
+        dirpath=ckpt_dir, filename="step{step}", auto_insert_metric_name=False, save_last=True,
+        every_n_train_steps=max(1, steps // max(1, checkpoints)), save_top_k=1,
+    )  # fmt: skip
+    # Lightning's info lines (accelerators found, a logging-service tip) are noise here
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*")
+    warnings.filterwarnings("ignore", message=".*exists and is not empty.*")
+    L.seed_everything(generator.config.training.seed, verbose=False)
+    trainer = L.Trainer(
+        max_steps=steps, max_epochs=1, devices=devices, accelerator=accelerator,
+        logger=CSVLogger(out, name="logs"), callbacks=[checkpoint, *(callbacks or [])],
+        plugins=[SafetensorsCheckpointIO()], enable_progress_bar=progress,
+        enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0,
+        gradient_clip_val=generator.config.training.grad_clip or None,
+        log_every_n_steps=LOG_EVERY, enable_checkpointing=True,
+    )  # fmt: skip
+    module = GeneratorModule(generator)
+    t0 = time.perf_counter()
+    trainer.fit(module, datamodule=WeightDataModule(generator, dataset),
+                ckpt_path=str(last) if start else None)  # fmt: skip
+    seconds = time.perf_counter() - t0
+    generator.network.eval()
+    loss = trainer.callback_metrics.get("train_loss")
+    if trainer.is_global_zero:
+        generator.save(out)
+    return TrainSummary(out, int(trainer.global_step), seconds,
+                        float(loss) if loss is not None else float("nan"), start)  # fmt: skip

@@ -1,0 +1,103 @@
+"""Flow matching: ODE solvers, OT pairing, the loss, a Gaussian toy target, PCA projection."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import pytest
+import torch
+
+from generators import DataConfig, FlowConfig, FlowGenerator, WeightDataset
+from generators.flow import GroupPCA, flow_matching_loss, integrate, ot_pair
+from zoo import MLP, Population
+
+
+@pytest.mark.parametrize("solver,steps,tol", [("euler", 200, 5e-3), ("heun", 20, 1e-3),
+                                              ("rk4", 8, 2e-5)])  # fmt: skip
+def test_ode_solvers_integrate_linear_field(solver: str, steps: int, tol: float) -> None:
+    """dx/dt = -x + t: x(t) = (x0 + 1) e^-t + t - 1, so x(1) = (x0 + 1) / e."""
+    x0 = torch.randn(5, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    out = integrate(lambda x, t: -x + t.unsqueeze(-1), x0, steps, solver)
+    exact = (x0 + 1) * math.exp(-1)
+    assert (out - exact).abs().max() < tol
+
+
+def test_solver_orders() -> None:
+    x0 = torch.ones(1, 1, dtype=torch.float64)
+    err = {
+        s: float((integrate(lambda x, t: x, x0, 10, s) - math.e).abs())
+        for s in ("euler", "heun", "rk4")
+    }
+    assert err["euler"] > 10 * err["heun"] > 100 * err["rk4"]
+    with pytest.raises(ValueError, match="unknown ODE solver"):
+        integrate(lambda x, t: x, x0, 3, "midpoint")
+
+
+def test_ot_pairing_is_the_optimal_permutation() -> None:
+    g = torch.Generator().manual_seed(0)
+    x0, x1 = torch.randn(6, 4, generator=g), torch.randn(6, 4, generator=g)
+    paired = ot_pair(x0, x1)
+    assert sorted(map(tuple, paired.tolist())) == sorted(map(tuple, x0.tolist()))
+    best = min(sum(float((x0[p[i]] - x1[i]).pow(2).sum()) for i in range(6))
+               for p in itertools.permutations(range(6)))  # fmt: skip
+    assert math.isclose(float((paired - x1).pow(2).sum()), best, rel_tol=1e-6)
+
+
+@pytest.mark.parametrize("ot", [False, True])
+def test_loss_of_a_zero_field_is_the_mean_squared_displacement(ot: bool) -> None:
+    x1 = torch.randn(8, 5)
+    mask = torch.ones(8, 5)
+    mask[:3, 4] = 0
+    loss = flow_matching_loss(lambda x, t: torch.zeros_like(x), x1, mask,
+                              torch.Generator().manual_seed(3), source_std=0.5, ot=ot)  # fmt: skip
+    g = torch.Generator().manual_seed(3)  # the same draws, re-implemented
+    x0 = torch.randn(8, 5, generator=g) * 0.5 * mask
+    if ot:
+        x0 = ot_pair(x0, x1) * mask
+    ref = ((x1 - x0) ** 2 * mask).sum() / mask.sum()
+    assert torch.allclose(loss, ref)
+
+
+def test_flow_recovers_a_gaussian_target() -> None:
+    """400 'models' with weights ~ N(mu, Sigma) in 5-D: the samples' mean is within 0.15 std and
+    their covariance within 20% (relative Frobenius) of the target."""
+    arch = MLP(width=1, in_shape=(2,), num_outputs=1, depth=1)  # 5 parameters
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(5, 5, generator=g) * 0.5
+    cov = a @ a.T + 0.2 * torch.eye(5)
+    mu = torch.tensor([1.0, -2.0, 0.5, 3.0, 0.0])
+    w = mu + torch.randn(400, 5, generator=g) @ torch.linalg.cholesky(cov).T
+    ds = WeightDataset.from_populations([Population(arch, w, "moons", "gauss")],
+                                        DataConfig(heldout=0.0, property=""))  # fmt: skip
+    cfg = FlowConfig().with_overrides({
+        "training.max_steps": 600, "training.batch_size": 256, "training.learning_rate": 3e-3,
+        "model.hidden": 64, "model.cond_dim": 16, "model.pca": 0, "model.source_std": 1.0,
+        "sampling.steps": 20,
+    })  # fmt: skip
+    gen = FlowGenerator(cfg)
+    gen.fit(ds)
+    s = gen.sample(4000, seed=1).weights().double()
+    std = cov.diag().sqrt().double()
+    assert ((s.mean(0) - mu) / std).abs().max() < 0.15
+    rel = torch.linalg.norm(torch.cov(s.T) - cov.double()) / torch.linalg.norm(cov.double())
+    assert rel < 0.2
+
+
+def test_group_pca_round_trip_and_complement_noise() -> None:
+    g = torch.Generator().manual_seed(0)
+    masks = torch.ones(2, 12, dtype=torch.bool)
+    masks[1, 8:] = False
+    z = torch.randn(10, 12, generator=g) * masks[torch.tensor([0] * 5 + [1] * 5)]
+    group = torch.tensor([0] * 5 + [1] * 5)
+    for gi in (0, 1):
+        z[group == gi] -= z[group == gi].mean(0)
+    pca = GroupPCA.fit(z, group, masks, components=8)
+    assert pca.components == 4  # at most (models per group - 1)
+    for gi in (0, 1):
+        zg = z[group == gi]
+        assert torch.allclose(pca.decode(pca.encode(zg, gi), gi), zg, atol=1e-5)
+        noise = pca.complement_noise(50, gi, masks[gi].float(), g)
+        assert (noise @ pca.basis[gi].T).abs().max() < 1e-4  # orthogonal to the span
+        assert torch.equal(noise[:, ~masks[gi]], torch.zeros(50, int((~masks[gi]).sum())))
+        assert pca.residual[gi] > 0
