@@ -56,6 +56,16 @@ class Group:
         return cls(d["task"], architecture_from_dict(d["arch"]), tuple(d["sources"]))
 
 
+def group_tasks(groups: list[Group]) -> list[str]:
+    """Sorted distinct tasks of conditioning groups: the task ids the generator embeds."""
+    return sorted({g.task for g in groups})
+
+
+def group_widths(groups: list[Group]) -> list[int]:
+    """Sorted distinct widths of conditioning groups: the width ids the generator embeds."""
+    return sorted({g.width for g in groups})
+
+
 @dataclass
 class WeightBatch:
     """A training batch. x: (B, D) normalized padded weights; mask: (B, D) real coordinates;
@@ -185,11 +195,11 @@ class WeightDataset:
 
     @cached_property
     def tasks(self) -> list[str]:
-        return sorted({g.task for g in self.groups})
+        return group_tasks(self.groups)
 
     @cached_property
     def widths(self) -> list[int]:
-        return sorted({g.width for g in self.groups})
+        return group_widths(self.groups)
 
     @cached_property
     def group_task(self) -> Tensor:

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor
 
 from generators.config import DataConfig, build_dataclass
-from generators.dataset import Group, WeightDataset
+from generators.dataset import Group, WeightDataset, group_tasks, group_widths
 from generators.normalization import Normalizer
 from generators.padding import PaddedLayout
 
@@ -50,11 +50,11 @@ class DatasetInfo:
 
     @cached_property
     def tasks(self) -> list[str]:
-        return sorted({g.task for g in self.groups})
+        return group_tasks(self.groups)
 
     @cached_property
     def widths(self) -> list[int]:
-        return sorted({g.width for g in self.groups})
+        return group_widths(self.groups)
 
     @property
     def has_property(self) -> bool:
