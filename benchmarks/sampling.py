@@ -16,18 +16,23 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
-import torch
+# Run as a script, this folder comes first on sys.path, and benchmarks/canonicalize.py would
+# shadow the ``canonicalize`` package that the pipeline imports: drop the folder first.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-from generators import WeightDataset, load_generator, make_generator
-from pipelines.demo import DEFAULT_FLOW
-from pipelines.evaluate import accuracy, dataset_for
-from zoo import get_task, train_population
-from zoo.store import open_zoo
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from generators import WeightDataset, load_generator, make_generator  # noqa: E402
+from pipelines.demo import DEFAULT_FLOW  # noqa: E402
+from pipelines.evaluate import accuracy, dataset_for  # noqa: E402
+from zoo import get_task, train_population  # noqa: E402
+from zoo.store import open_zoo  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "sampling.json"
 
