@@ -122,8 +122,11 @@ def build_zoo(
     location = str(store)
     create_or_check(location, spec)
     inline = workers == 0 or (location.startswith("memory://") and not scheduler)
-    measure = metrics and _metrics_pending(location)
-    n_tasks = max(len(pending_chunks(location)), len(spec.plan()) if measure else 0)
+    chunks = pending_chunks(location)
+    # training changes the status digest the landscape stage checks: those populations re-measure
+    to_measure = _unmeasured_populations(location) | {c.population for c in chunks}
+    to_measure = to_measure if metrics else set()
+    n_tasks = max(len(chunks), len(to_measure))
     with ExitStack() as stack:
         client = None
         if not inline and n_tasks:  # one cluster for training and metrics, only if there is work
@@ -131,18 +134,19 @@ def build_zoo(
             console.print(f"Dask dashboard: {client.dashboard_link}")
         with BuildLock(location):
             _train_pending(location, spec, client, scheduler is not None, console)
-        if measure:
+        if to_measure:
             from pipelines.metrics_stage import compute_metrics
 
             compute_metrics(location, workers=0 if inline else None, client=client, console=console)
     return open_zoo(location)
 
 
-def _metrics_pending(location: str) -> bool:
+def _unmeasured_populations(location: str) -> set[str]:
+    """Populations whose landscape metrics are missing or stale (one Dask task each)."""
     from pipelines.metrics_stage import is_measured
 
     root = open_group(location, mode="r")
-    return not all(is_measured(root[n]) for n in root.attrs["weightzoo"]["populations"])
+    return {n for n in root.attrs["weightzoo"]["populations"] if not is_measured(root[n])}
 
 
 def _train_pending(

@@ -21,7 +21,6 @@ re-run retrains exactly the unfinished chunks.
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import tempfile
@@ -356,7 +355,3 @@ class Zoo:
 def open_zoo(location: str | Path) -> Zoo:
     """Open a zoo for reading: ``z.populations`` maps names to :class:`StoredPopulation`."""
     return Zoo(location, mode="r")
-
-
-def dumps_attrs(zoo: Zoo) -> str:
-    return json.dumps(zoo.attrs, indent=2, default=str)
