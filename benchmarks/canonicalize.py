@@ -34,8 +34,15 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from canonicalize import align_population, smooth, total_variation, weight_matching  # noqa: E402
+from canonicalize import (  # noqa: E402
+    Permutation,
+    align_population,
+    smooth,
+    total_variation,
+    weight_matching,
+)
 from canonicalize.descent import coordinate_descent  # noqa: E402
+from canonicalize.solvers import ScipyAssignment  # noqa: E402
 from canonicalize.weight_matching import free_solvers  # noqa: E402
 from zoo.architectures import MLP  # noqa: E402
 from zoo.tasks import TaskData, get_task  # noqa: E402
@@ -101,8 +108,12 @@ def bench_pair(task: TaskData, device: str, epochs: int, repeats: int) -> dict:
     w_a, w_b = w[0].to(device), w[1].to(device)
     weight_matching(arch, w_a, w_b)  # warm-up (first-call allocations)
 
-    def match(**kwargs):
-        p = weight_matching(arch, w_a, w_b, seed=0, **kwargs)
+    def match(solver: str = "compiled", **kwargs):
+        if solver == "scipy":  # the reference: scipy from scratch at every visit
+            solvers = {g: ScipyAssignment() for g in free_solvers(arch, False)}
+            p = Permutation(arch, coordinate_descent(arch, w_a, w_b, solvers, seed=0).perms)
+        else:
+            p = weight_matching(arch, w_a, w_b, seed=0, **kwargs)
         sync(device)
         return p
 
@@ -114,6 +125,7 @@ def bench_pair(task: TaskData, device: str, epochs: int, repeats: int) -> dict:
     }
     if threads > 1:
         variants[f"overlap, {threads} torch threads"] = (threads, {"overlap": True})
+    variants["scipy solver (no warm start), 1 torch thread"] = (1, {"solver": "scipy"})
     for tol in TOLS:
         variants[f"tol={tol:g}, 1 torch thread"] = (1, {"tol": tol})
     walls: dict[str, list[float]] = {k: [] for k in variants}
@@ -131,6 +143,7 @@ def bench_pair(task: TaskData, device: str, epochs: int, repeats: int) -> dict:
     w_a, w_b = w_a.cpu(), w_b.cpu()
     b0 = barrier(arch, task, w_a, w_b)
     out_variants = {}
+    first = next(iter(variants))
     for name, (_, kwargs) in variants.items():
         w_bp = perms[name].apply(w_b)
         b1 = barrier(arch, task, w_a, w_bp)
@@ -142,6 +155,10 @@ def bench_pair(task: TaskData, device: str, epochs: int, repeats: int) -> dict:
             "barrier_after": b1,
             "barrier_cut": 1 - b1 / b0,
             "l2_after": float((w_a - w_bp).norm()),
+            "same_permutation_as_default": perms[name].perms.keys() == perms[first].perms.keys()
+            and all(
+                torch.equal(perms[name].perms[g], perms[first].perms[g]) for g in perms[first].perms
+            ),
         }
     default = out_variants[f"default, {threads} torch thread(s)"]
     w_bp = perms[f"default, {threads} torch thread(s)"].apply(w_b)

@@ -13,6 +13,8 @@ from abc import ABC, abstractmethod
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from canonicalize.augmenting_path import repair_assignment
+
 
 class GroupSolver(ABC):
     """Chooses one group's permutation from its (size, size) similarity matrix."""
@@ -33,82 +35,55 @@ class FreeAssignment(GroupSolver):
     """Any permutation: one linear assignment problem (Git Re-Basin weight matching), exact.
 
     Warm start: coordinate descent solves the same group many times on slowly changing
-    matrices. Subtracting a constant per column leaves the optimal assignment unchanged, and
-    subtracting column prices (dual variables, :func:`column_prices`) from the previous
-    solution makes it nearly tight, so scipy's shortest-augmenting-path solver finds short
-    paths (see :func:`max_assignment`, which also tests the current permutation first).
+    matrices, so the solver keeps the column duals of its last solve and restarts from the
+    group's current permutation (:func:`canonicalize.augmenting_path.repair_assignment`): rows
+    whose column is still optimal under those duals are kept, and only the others are
+    re-assigned. When none has to be, ``current`` itself is returned (it is provably optimal).
     """
 
     def __init__(self) -> None:
-        self.prices: np.ndarray | None = None  # (size,) column prices from the last solve
-        self._neg: np.ndarray | None = None  # (size, size) float64 scratch, reused
-        self._scratch: np.ndarray | None = None  # (size, size) scratch of the cost's dtype
+        self.duals: np.ndarray | None = None  # (size,) float64 column duals of the last solve
 
     def initial(self, size: int) -> np.ndarray:
         return np.arange(size)
 
     def solve(self, cost: np.ndarray, current: np.ndarray | None = None) -> np.ndarray:
-        if self._neg is None or self._neg.shape != cost.shape:
-            self._neg = np.empty(cost.shape, dtype=np.float64)
-            self._scratch = np.empty_like(cost)
-        perm = max_assignment(cost, self.prices, current, self._neg)
-        if perm is not current:
-            self.prices = column_prices(cost, perm, out=self._scratch)
-        return perm
+        if self.duals is None or self.duals.shape != (len(cost),):
+            self.duals = np.zeros(len(cost))
+        return max_assignment(cost, self.duals, current)
 
 
 def max_assignment(
-    cost: np.ndarray,
-    prices: np.ndarray | None = None,
-    current: np.ndarray | None = None,
-    out: np.ndarray | None = None,
+    cost: np.ndarray, duals: np.ndarray | None = None, current: np.ndarray | None = None
 ) -> np.ndarray:
     """(n, n) similarities -> (n,) permutation maximising sum_i cost[i, perm[i]], exactly.
 
-    The problem is handed to scipy as a minimisation, in float64 (``out``: an optional (n, n)
-    float64 buffer), shifted by constants per column and per row, which leaves the optimal
-    assignment unchanged: first ``prices`` (n,), near the optimal column duals (warm start),
-    then the row minima and the column minima (the classic reduction: every entry >= 0, a zero
-    in every row and column; together 1.3x fewer seconds in scipy here). If every row's zero
-    after the row reduction is at ``current`` (n,), that permutation is optimal (complementary
-    slackness) and is returned itself, with no solve.
+    ``duals`` (n,) float64: column duals to start from (those of a similar matrix make the
+    solve short; any values give the same optimum), updated in place to this optimum's.
+    ``current`` (n,): a permutation to start from; returned itself when it is optimal already
+    (complementary slackness under ``duals``), with no search.
     """
-    neg = np.empty(cost.shape, dtype=np.float64) if out is None else out
-    if prices is None:
-        np.negative(cost, out=neg, dtype=np.float64)
-    else:
-        np.subtract(prices[None, :], cost, out=neg, dtype=np.float64)
-    neg -= neg.min(axis=1, keepdims=True)
-    if current is not None and (neg[np.arange(len(cost)), current] <= 0).all():
+    n = len(cost)
+    v = np.zeros(n) if duals is None else duals
+    start = np.full(n, -1, np.int64) if current is None else np.array(current, dtype=np.int64)
+    repaired = repair_assignment(cost, v, start)
+    if current is not None and repaired == 0 and np.array_equal(start, current):
         return current
-    neg -= neg.min(axis=0, keepdims=True)
-    rows, cols = linear_sum_assignment(neg)
-    perm = np.empty(len(cost), dtype=np.int64)
-    perm[rows] = cols
-    return perm
+    return start
 
 
-PRICE_ROUNDS = 3  # Bellman-Ford rounds in column_prices (1 -> 3: ~10% less time per pair here)
+class ScipyAssignment(GroupSolver):
+    """Any permutation, solved from scratch by scipy at every visit: the reference solver.
 
+    Same optimum as :class:`FreeAssignment` (which it checks in tests and benchmarks), with no
+    warm start."""
 
-def column_prices(
-    cost: np.ndarray, perm: np.ndarray, rounds: int = PRICE_ROUNDS, out: np.ndarray | None = None
-) -> np.ndarray:
-    """(n,) column duals v >= 0 under which the optimal ``perm`` is nearly tight for ``cost``.
+    def initial(self, size: int) -> np.ndarray:
+        return np.arange(size)
 
-    Round 1: v_j = max(0, max_i cost[i, j] - cost[i, perm[i]]), the most any row would gain by
-    switching to column j. Each further round is one Bellman-Ford step towards exact duals
-    (v_j = max_i cost[i, j] - u_i, with u_i = cost[i, perm[i]] - v[perm[i]] from
-    complementary slackness). ``out``: an optional (n, n) scratch array of the cost's dtype.
-    """
-    buf = np.empty_like(cost) if out is None else out
-    own = cost[np.arange(len(cost)), perm]  # (n,) what each row has now
-    v = np.zeros(len(cost), dtype=cost.dtype)
-    for _ in range(rounds):
-        u = own - v[perm]  # (n,) row duals implied by complementary slackness
-        v = np.subtract(cost, u[:, None], out=buf).max(axis=0)
-        np.maximum(v, 0.0, out=v)
-    return v
+    def solve(self, cost: np.ndarray, current: np.ndarray | None = None) -> np.ndarray:
+        rows, cols = linear_sum_assignment(cost.astype(np.float64), maximize=True)
+        return cols[np.argsort(rows)]
 
 
 class BlockAssignment(GroupSolver):
