@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+import zoo.optim_kernels
 from zoo.optim import OPTIMIZERS, SGD, Adam, lr_factor
 from zoo.training import TrainConfig
 
@@ -44,13 +45,14 @@ def _reference(ref_cls, w0: torch.Tensor, grads: torch.Tensor, lr: float, wd: fl
     return out
 
 
+@pytest.mark.parametrize("fused", [True, False], ids=["fused kernel", "torch ops"])
 @pytest.mark.parametrize("case", list(CASES))
 @pytest.mark.parametrize("schedule", ["constant", "cosine", "onecycle"])
-def test_matches_torch_optim_per_row(case: str, schedule: str) -> None:
+def test_matches_torch_optim_per_row(case: str, schedule: str, fused: bool) -> None:
     cls, ref_cls, kw = CASES[case]
     w0, grads = _data()
     w = w0.clone()
-    opt = cls(w, LR, WD, **kw)
+    opt = cls(w, LR, WD, fused=fused, **kw)
     active = torch.ones(P, dtype=torch.bool)
     refs = [
         _reference(ref_cls, w0[p], grads[:, p], float(LR[p]), float(WD[p]), kw, schedule)
@@ -63,18 +65,60 @@ def test_matches_torch_optim_per_row(case: str, schedule: str) -> None:
     assert opt.steps == STEPS
 
 
+@pytest.mark.parametrize("fused", [True, False], ids=["fused kernel", "torch ops"])
 @pytest.mark.parametrize("case", list(CASES))
-def test_inactive_rows_are_frozen(case: str) -> None:
+def test_inactive_rows_are_frozen(case: str, fused: bool) -> None:
     cls, _, kw = CASES[case]
     w0, grads = _data(1)
     w_all, w_some = w0.clone(), w0.clone()
-    opt_all, opt_some = cls(w_all, LR, WD, **kw), cls(w_some, LR, WD, **kw)
+    opt_all = cls(w_all, LR, WD, fused=fused, **kw)
+    opt_some = cls(w_some, LR, WD, fused=fused, **kw)
     active = torch.tensor([True, False, True, True])
     for t in range(STEPS):
         opt_all.step(grads[t], 1.0, torch.ones(P, dtype=torch.bool))
         opt_some.step(grads[t], 1.0, active)
     assert torch.equal(w_some[1], w0[1])
     assert torch.equal(w_some[active], w_all[active])  # rows never interact
+
+
+@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("threads", [1, 3])
+def test_per_parameter_gradients_equal_one_flat_gradient(case: str, threads: int) -> None:
+    """Slices of the rows updated from their own gradients, on 1 or 3 threads of rows, equal
+    the flat update; and the fused kernel equals the torch-op path."""
+    cls, _, kw = CASES[case]
+    w0, grads = _data(2)
+    w_flat, w_parts, w_ops = w0.clone(), w0.clone(), w0.clone()
+    flat = cls(w_flat, LR, WD, fused=True, **kw)
+    parts = cls(w_parts, LR, WD, fused=True, **kw)
+    ops = cls(w_ops, LR, WD, fused=False, **kw)
+    active = torch.tensor([True, True, False, True])
+    cuts = [0, 5, 6, 30, N]  # e.g. a (5,) bias, a (1,) scalar, a (4, 6) matrix, the rest
+    before, per_thread = torch.get_num_threads(), zoo.optim_kernels.ELEMENTS_PER_THREAD
+    torch.set_num_threads(threads)
+    zoo.optim_kernels.ELEMENTS_PER_THREAD = 1  # split even these small slices
+    try:
+        for t in range(STEPS):
+            g = grads[t]
+            pieces = [g[:, a:b] for a, b in zip(cuts, cuts[1:])]
+            pieces[2] = pieces[2].reshape(P, 4, 6)
+            flat.step(g, 0.7, active)
+            parts.step(pieces, 0.7, active)
+            ops.step(pieces, 0.7, active)
+    finally:
+        torch.set_num_threads(before)
+        zoo.optim_kernels.ELEMENTS_PER_THREAD = per_thread
+    assert torch.equal(w_parts, w_flat)
+    torch.testing.assert_close(w_ops, w_flat, **TOL)
+
+
+def test_fused_step_refuses_gradients_that_do_not_tile_the_rows() -> None:
+    w = torch.zeros(2, 6)
+    opt = SGD(w, torch.ones(2), torch.zeros(2), fused=True)
+    with pytest.raises(ValueError, match="gradients cover 4 of 6 parameters"):
+        opt.step([torch.ones(2, 4)], 1.0, torch.ones(2, dtype=torch.bool))
+    with pytest.raises(ValueError, match="float32 CPU weights"):
+        SGD(torch.zeros(2, 6, dtype=torch.float64), torch.ones(2), torch.zeros(2), fused=True)
 
 
 def test_weights_updated_in_place() -> None:

@@ -9,56 +9,94 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
 
+from zoo.optim_kernels import adam_step, sgd_step
+
 
 class PopulationOptimizer(ABC):
-    def __init__(self, weights: Tensor, lr: Tensor, weight_decay: Tensor) -> None:
+    """Updates a ``(P, N)`` weight matrix in place, row p with its own lr and weight decay.
+
+    ``fused`` (default: on CPU tensors) runs the compiled one-pass kernels of
+    :mod:`zoo.optim_kernels` on each parameter's slice, reading that parameter's gradient where
+    autograd left it; otherwise (GPU, or ``fused=False``) the update is a few fused torch ops on
+    the flat matrix. Both follow ``torch.optim``'s formulas.
+    """
+
+    def __init__(
+        self, weights: Tensor, lr: Tensor, weight_decay: Tensor, fused: bool | None = None
+    ) -> None:
         self.w = weights  # (P, N), updated in place
-        self.lr = lr.reshape(-1, 1).to(weights)  # (P, 1)
-        self.wd = weight_decay.reshape(-1, 1).to(weights)  # (P, 1)
+        self.lr = lr.reshape(-1).to(weights)  # (P,)
+        self.wd = weight_decay.reshape(-1).to(weights).contiguous()  # (P,)
+        self.fused = weights.device.type == "cpu" if fused is None else fused
+        if self.fused and (weights.device.type != "cpu" or weights.dtype != torch.float32):
+            raise ValueError("fused population optimizers need float32 CPU weights")
         self.steps = 0
 
     @torch.no_grad()
-    def step(self, grad: Tensor, lr_factor: float, active: Tensor) -> None:
+    def step(self, grad: Tensor | Sequence[Tensor], lr_factor: float, active: Tensor) -> None:
         """One update; ``active`` (P,) bool freezes the other rows (diverged models).
 
-        Fused and in place: one (P, N) temporary per step (fresh large buffers cost page faults).
-        """
+        ``grad``: (P, N), or the gradients of consecutive slices of the flat rows in order, each
+        (P, *shape) (one per parameter of the layout: no gather into one matrix needed)."""
         self.steps += 1
-        g = torch.addcmul(grad, self.wd, self.w)  # grad + wd * w, as torch.optim's L2 decay
-        delta = self._direction(g)  # (P, N)
-        scale = self.lr * (-lr_factor) * active.reshape(-1, 1).to(self.w)  # (P, 1)
-        self.w.addcmul_(scale, delta)
+        parts = [grad] if isinstance(grad, Tensor) else list(grad)
+        scale = (self.lr * (-lr_factor) * active.to(self.w)).contiguous()  # (P,)
+        if not self.fused:
+            g = parts[0] if len(parts) == 1 else torch.cat([q.flatten(1) for q in parts], dim=1)
+            g = torch.addcmul(g, self.wd[:, None], self.w)  # grad + wd * w: torch.optim's L2
+            self.w.addcmul_(scale[:, None], self._direction(g))  # (P, N)
+            return
+        covered = sum(q[0].numel() for q in parts)
+        if covered != self.w.shape[1]:
+            raise ValueError(f"gradients cover {covered} of {self.w.shape[1]} parameters per row")
+        start = 0
+        act = active.to(device="cpu", dtype=torch.bool).contiguous()
+        for part in parts:
+            q = part.reshape(len(self.w), -1)  # (P, n) this slice's gradient
+            cols = slice(start, start + q.shape[1])
+            self._fused_step(cols, q.contiguous(), scale, act)
+            start = cols.stop
 
     @abstractmethod
-    def _direction(self, g: Tensor) -> Tensor: ...
+    def _direction(self, g: Tensor) -> Tensor:
+        """(P, N) decayed gradient -> (P, N) update direction (torch ops; may update state)."""
+
+    @abstractmethod
+    def _fused_step(self, cols: slice, grad: Tensor, scale: Tensor, active: Tensor) -> None:
+        """Update the columns ``cols`` of every row from their gradient (P, n), in one pass."""
 
 
 class SGD(PopulationOptimizer):
-    def __init__(self, weights: Tensor, lr: Tensor, weight_decay: Tensor, momentum: float = 0.9):
-        super().__init__(weights, lr, weight_decay)
+    def __init__(
+        self, weights: Tensor, lr: Tensor, weight_decay: Tensor, momentum: float = 0.9,
+        fused: bool | None = None,
+    ) -> None:  # fmt: skip
+        super().__init__(weights, lr, weight_decay, fused)
         self.momentum = momentum
-        self.buf: Tensor | None = None
+        # zeros: buf = 0.9 * 0 + g equals torch.optim's first-step copy of g exactly
+        self.buf = torch.zeros_like(weights) if momentum != 0 else None
 
     def _direction(self, g: Tensor) -> Tensor:
-        if self.momentum == 0:
-            return g
         if self.buf is None:
-            self.buf = g.clone()
-        else:
-            self.buf.mul_(self.momentum).add_(g)
-        return self.buf
+            return g
+        return self.buf.mul_(self.momentum).add_(g)
+
+    def _fused_step(self, cols: slice, grad: Tensor, scale: Tensor, active: Tensor) -> None:
+        buf = None if self.buf is None else self.buf[:, cols]
+        sgd_step(self.w[:, cols], grad, buf, self.wd, scale, self.momentum, active)
 
 
 class Adam(PopulationOptimizer):
     def __init__(
         self, weights: Tensor, lr: Tensor, weight_decay: Tensor,
-        betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
+        betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8, fused: bool | None = None,
     ) -> None:  # fmt: skip
-        super().__init__(weights, lr, weight_decay)
+        super().__init__(weights, lr, weight_decay, fused)
         self.b1, self.b2, self.eps = betas[0], betas[1], eps
         self.m = torch.zeros_like(weights)
         self.v = torch.zeros_like(weights)
@@ -66,10 +104,18 @@ class Adam(PopulationOptimizer):
     def _direction(self, g: Tensor) -> Tensor:
         self.m.lerp_(g, 1 - self.b1)
         self.v.mul_(self.b2).addcmul_(g, g, value=1 - self.b2)
-        bc1 = 1 - self.b1**self.steps
-        bc2 = 1 - self.b2**self.steps
+        bc1, bc2 = self._corrections()
         d = torch.sqrt(self.v, out=g).div_(math.sqrt(bc2)).add_(self.eps)  # g is ours: reuse it
         return torch.div(self.m, d, out=d).div_(bc1)
+
+    def _fused_step(self, cols: slice, grad: Tensor, scale: Tensor, active: Tensor) -> None:
+        bc1, bc2 = self._corrections()
+        adam_step(self.w[:, cols], grad, self.m[:, cols], self.v[:, cols], self.wd, scale,
+                  (self.b1, self.b2), self.eps, bc1, bc2, active)  # fmt: skip
+
+    def _corrections(self) -> tuple[float, float]:
+        """Bias corrections 1 - beta^t of the first and second moments at this step."""
+        return 1 - self.b1**self.steps, 1 - self.b2**self.steps
 
 
 def lr_factor(schedule: str, step: int, total: int) -> float:

@@ -112,10 +112,13 @@ def train_population(
     data_fraction: np.ndarray | None = None,
     on_epoch: Callable[[int], None] | None = None,
     device: str | torch.device = "cpu",
+    fused_optimizer: bool | None = None,
 ) -> TrainResult:
     """Train P models; per-model hyperparameters are (P,) arrays. See the module docstring.
 
     ``device`` is where the computation runs; results always come back on the CPU.
+    ``fused_optimizer``: the compiled one-pass update (default on the CPU) or torch ops
+    (see :class:`zoo.optim.PopulationOptimizer`; for comparisons).
     """
     p = len(seeds)
     fraction = np.ones(p) if data_fraction is None else np.asarray(data_fraction, dtype=float)
@@ -130,7 +133,7 @@ def train_population(
         idx = np.flatnonzero((keys == key).all(axis=1))
         sub = _train_lockstep(
             arch, task, config, seeds[idx], learning_rate[idx], weight_decay[idx],
-            int(key[0]), float(key[1]), on_epoch, torch.device(device),
+            int(key[0]), float(key[1]), on_epoch, torch.device(device), fused_optimizer,
         )  # fmt: skip
         t = torch.as_tensor(idx)
         result.weights[t] = sub.weights
@@ -143,7 +146,7 @@ def train_population(
 def _train_lockstep(
     arch: Architecture, task: TaskData, config: TrainConfig, seeds: np.ndarray, lr: np.ndarray,
     wd: np.ndarray, batch_size: int, fraction: float, on_epoch: Callable[[int], None] | None,
-    device: torch.device,
+    device: torch.device, fused_optimizer: bool | None,
 ) -> TrainResult:  # fmt: skip
     p = len(seeds)
     n_train = max(1, int(round(fraction * len(task.x_train))))
@@ -158,10 +161,10 @@ def _train_lockstep(
         w,
         torch.as_tensor(lr, dtype=torch.float32),
         torch.as_tensor(wd, dtype=torch.float32),
+        fused=fused_optimizer,
         **extra,
     )
     gens = [torch.Generator().manual_seed(int(s) + BATCH_SEED_OFFSET) for s in seeds]
-    grad_buf = torch.empty_like(w)  # (P, N), reused every step
     active = torch.ones(p, dtype=torch.bool, device=device)
     diverged = torch.zeros(p, dtype=torch.bool, device=device)
 
@@ -207,8 +210,7 @@ def _train_lockstep(
             )
             if hit:  # only after the backward pass: w shares its storage with the leaf wg
                 w[bad] = 0.0  # frozen; its kept checkpoints from now on are NaN
-            grad = torch.cat([g.reshape(p, -1) for g in grads], dim=1, out=grad_buf)  # (P, N)
-            opt.step(grad, lr_factor(config.schedule, step, total_steps), active)
+            opt.step(grads, lr_factor(config.schedule, step, total_steps), active)
             step += 1
         # non-finite weights give a non-finite loss at the next step; this catches the last one
         blown = active & ~torch.isfinite(w).all(dim=1)
