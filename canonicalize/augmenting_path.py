@@ -27,15 +27,19 @@ ARR_PASSES = 2  # passes of augmenting row reduction over the free rows (as in L
 
 @njit(cache=True, nogil=True)
 def _keep_tight(
-    cost: np.ndarray, v: np.ndarray, col4row: np.ndarray, row4col: np.ndarray, u: np.ndarray
-) -> int:  # pragma: no cover
-    """Row duals u_i = min_j c_ij - v_j; unassign every row whose column does not attain it.
-
-    Returns the number of rows left unassigned."""
+    cost: np.ndarray,
+    v: np.ndarray,
+    col4row: np.ndarray,
+    row4col: np.ndarray,
+    u: np.ndarray,
+    rows: np.ndarray,
+) -> None:  # pragma: no cover
+    """For the rows flagged in ``rows``: dual u_i = min_j c_ij - v_j, and unassign the row
+    (in both col4row and row4col) when its column does not attain it."""
     n = cost.shape[0]
-    row4col[:] = -1
-    n_free = 0
     for i in range(n):
+        if not rows[i]:
+            continue
         best = np.inf
         for j in range(n):
             r = -cost[i, j] - v[j]
@@ -43,12 +47,9 @@ def _keep_tight(
                 best = r
         u[i] = best
         j = col4row[i]
-        if j >= 0 and -cost[i, j] - v[j] <= best and row4col[j] == -1:
-            row4col[j] = i
-        else:
+        if j >= 0 and -cost[i, j] - v[j] > best:
+            row4col[j] = -1
             col4row[i] = -1
-            n_free += 1
-    return n_free
 
 
 @njit(cache=True, nogil=True)
@@ -59,6 +60,7 @@ def _row_reduction(
     row4col: np.ndarray,
     free: np.ndarray,
     n_free: int,
+    touched: np.ndarray,
 ) -> None:  # pragma: no cover
     """Augmenting row reduction (Jonker & Volgenant 1987): cheap auction-like steps.
 
@@ -66,7 +68,8 @@ def _row_reduction(
     between its best and second-best column; the column's previous owner, if any, becomes free
     and, when the dual moved, is served next. Every assigned row keeps a column attaining its
     row minimum (lowering one column's dual never breaks another row's). ``free``: the first
-    ``n_free`` entries are the free rows.
+    ``n_free`` entries are the free rows; ``touched`` (n,) bool: set for every row assigned
+    here (the only rows whose tightness float rounding can have broken).
     """
     n = cost.shape[0]
     if n < 2:
@@ -103,6 +106,7 @@ def _row_reduction(
                 owner = row4col[j2]
             row4col[j1] = i
             col4row[i] = j1
+            touched[i] = True
             if owner >= 0:
                 col4row[owner] = -1
                 if u1 < u2 and budget > 0:
@@ -137,13 +141,25 @@ def _repair(cost: np.ndarray, v: np.ndarray, col4row: np.ndarray) -> int:  # pra
     """
     n = cost.shape[0]
     u = np.empty(n)
-    row4col = np.empty(n, np.int64)
+    row4col = np.full(n, -1, np.int64)
+    for i in range(n):
+        j = col4row[i]
+        if j >= 0:
+            if row4col[j] == -1:
+                row4col[j] = i
+            else:
+                col4row[i] = -1  # a column given twice: the later row starts free
     free = np.empty(n, np.int64)
-    repaired = _keep_tight(cost, v, col4row, row4col, u)  # 1. keep what is still optimal
+    touched = np.ones(n, np.bool_)
+    _keep_tight(cost, v, col4row, row4col, u, touched)  # 1. keep what is still optimal
+    repaired = _free_rows(col4row, free)
     if repaired == 0:
         return 0
-    _row_reduction(cost, v, col4row, row4col, free, _free_rows(col4row, free))  # 2. cheap steps
-    _keep_tight(cost, v, col4row, row4col, u)  # exact duals again (float rounding in step 2)
+    touched[:] = False
+    _row_reduction(cost, v, col4row, row4col, free, repaired, touched)  # 2. cheap steps
+    for i in range(n):
+        touched[i] = touched[i] or col4row[i] == -1
+    _keep_tight(cost, v, col4row, row4col, u, touched)  # exact duals where step 2 moved any
     n_free = _free_rows(col4row, free)
     shortest = np.empty(n)
     path = np.empty(n, np.int64)
