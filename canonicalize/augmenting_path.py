@@ -7,9 +7,11 @@ time; this one keeps the previous assignment and column duals and repairs only w
 1. with column duals ``v`` (the previous solve's), each row's dual is ``u_i = min_j c_ij - v_j``
    (so ``u_i + v_j <= c_ij`` everywhere: dual feasible); a row keeps its previous column when
    that column attains its minimum (complementary slackness holds there), the others are freed;
-2. every freed row is assigned by one shortest augmenting path over the reduced costs
+2. augmenting row reduction (Jonker & Volgenant, Computing 1987) settles most freed rows with
+   cheap auction-like steps that keep every assigned row on a column attaining its minimum;
+3. every row still free is assigned by one shortest augmenting path over the reduced costs
    ``c_ij - u_i - v_j >= 0`` (Dijkstra; the algorithm of Crouse, IEEE TAES 2016, that scipy
-   implements), which keeps the duals feasible and the kept rows tight.
+   implements), which keeps the duals feasible and the assigned rows tight.
 
 At the end every row is assigned on a tight edge under feasible duals: the assignment is optimal,
 exactly as scipy's, whatever ``v`` and the starting assignment were (they only change the work).
