@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from zoo.architectures import Architecture
+from zoo.finite import all_finite
 from zoo.permutation import apply_permutation, invert
 
 
@@ -75,10 +76,6 @@ def check_weights(arch: Architecture, w: Tensor | np.ndarray, what: str = "weigh
         )
     if not w.is_floating_point():
         raise ValueError(f"{what} must be floating point, got {w.dtype}")
-    # numpy on the CPU: torch's elementwise kernels spin up OpenMP threads, which cost 10x the
-    # check itself on a busy 2-core machine (40 ms for 600k weights)
-    on_numpy = w.device.type == "cpu" and w.dtype != torch.bfloat16
-    finite = np.isfinite(w.detach().numpy()).all() if on_numpy else torch.isfinite(w).all()
-    if not finite:
+    if not all_finite(w):
         raise ValueError(f"{what} contains NaN or inf (a diverged model?)")
     return w

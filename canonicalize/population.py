@@ -19,6 +19,7 @@ from torch import Tensor
 from canonicalize.methods import Canonicalizer, method_from_name
 from canonicalize.permutation import Permutation
 from zoo.architectures import Architecture
+from zoo.finite import finite_rows
 
 REFERENCES = ("medoid", "barycenter")
 Progress = Callable[[int, int], None]  # (models done, models total)
@@ -53,8 +54,9 @@ def check_population(arch: Architecture, weights: Tensor | np.ndarray) -> Tensor
             f"population weights have {w.shape[1]} parameters per model, but the "
             f"{arch.family} layout has {arch.num_params}"
         )
-    if not torch.isfinite(w).all():
-        bad = torch.nonzero(~torch.isfinite(w).all(dim=1)).flatten().tolist()
+    finite = finite_rows(w)
+    if not finite.all():
+        bad = torch.nonzero(~finite).flatten().tolist()
         raise ValueError(f"population rows {bad[:10]} contain NaN or inf (diverged models?)")
     return w
 

@@ -142,12 +142,15 @@ CASES = {
 }
 
 
+@pytest.mark.parametrize("fused", [True, False], ids=["fused update", "torch-op update"])
 @pytest.mark.parametrize("case", list(CASES))
-def test_population_matches_per_model_training(case: str, small_digits: TaskData) -> None:
+def test_population_matches_per_model_training(
+    case: str, fused: bool, small_digits: TaskData
+) -> None:
     arch, optimizer, schedule = CASES[case]
     cfg = TrainConfig(epochs=3, checkpoints=(0, 1, 2, 3), optimizer=optimizer, schedule=schedule)
     lr = LR[optimizer]
-    res = train_population(arch, small_digits, cfg, SEEDS, lr, WD, BS, FRAC)
+    res = train_population(arch, small_digits, cfg, SEEDS, lr, WD, BS, FRAC, fused_optimizer=fused)
     assert res.weights.shape == (len(SEEDS), 4, arch.num_params)
     assert all(res.metrics[m].shape == (len(SEEDS), 4) for m in METRIC_NAMES)
     assert res.status.dtype == torch.int8 and res.status.eq(Status.DONE).all()
@@ -203,19 +206,22 @@ def test_checkpoint_zero_is_initialization(small_digits: TaskData) -> None:
     torch.testing.assert_close(res.metrics["val_acc"][:, 0], acc, **SAME)
 
 
-def test_diverged_model_is_marked_and_isolated(small_digits: TaskData) -> None:
+@pytest.mark.parametrize("fused", [True, False], ids=["fused update", "torch-op update"])
+def test_diverged_model_is_marked_and_isolated(fused: bool, small_digits: TaskData) -> None:
     arch = MLP(width=16, in_shape=(1, 8, 8))
     cfg = TrainConfig(epochs=2, checkpoints=(0, 1, 2), schedule="constant")
     seeds, wd, bs = np.array([0, 1, 2]), np.zeros(3), np.full(3, 64)
     lr = np.array([0.05, 1e9, 0.1])  # the middle model blows up in its first steps
-    res = train_population(arch, small_digits, cfg, seeds, lr, wd, bs)
+    res = train_population(arch, small_digits, cfg, seeds, lr, wd, bs, fused_optimizer=fused)
     assert res.status.tolist() == [Status.DONE, Status.DIVERGED, Status.DONE]
     assert torch.isfinite(res.weights[1, 0]).all()  # its initialization is kept ...
     assert res.weights[1, 1:].isnan().all()  # ... later checkpoints are NaN
     assert all(res.metrics[m][1, 1:].isnan().all() for m in METRIC_NAMES)
     # the others train exactly as without it
     keep = np.array([0, 2])
-    alone = train_population(arch, small_digits, cfg, seeds[keep], lr[keep], wd[keep], bs[keep])
+    alone = train_population(
+        arch, small_digits, cfg, seeds[keep], lr[keep], wd[keep], bs[keep], fused_optimizer=fused
+    )
     assert torch.isfinite(res.weights[keep]).all()
     torch.testing.assert_close(res.weights[keep], alone.weights, **SAME)
     for m in METRIC_NAMES:

@@ -20,11 +20,14 @@ from zoo.optim_kernels import adam_step, sgd_step
 class PopulationOptimizer(ABC):
     """Updates a ``(P, N)`` weight matrix in place, row p with its own lr and weight decay.
 
-    ``fused`` (default: on CPU tensors) runs the compiled one-pass kernels of
-    :mod:`zoo.optim_kernels` on each parameter's slice, reading that parameter's gradient where
-    autograd left it; otherwise (GPU, or ``fused=False``) the update is a few fused torch ops on
-    the flat matrix. Both follow ``torch.optim``'s formulas.
+    ``fused`` runs the compiled one-pass kernels of :mod:`zoo.optim_kernels` on each
+    parameter's slice, reading that parameter's gradient where autograd left it; otherwise the
+    update is a few torch ops on the flat matrix. Both follow ``torch.optim``'s formulas. The
+    default (None) fuses float32 CPU matrices of at least ``FUSED_MIN_ELEMENTS`` entries: below
+    that, per-call overhead outweighs the memory traffic saved (64 MLPs of width 32: 8% slower).
     """
+
+    FUSED_MIN_ELEMENTS = 1 << 20
 
     def __init__(
         self, weights: Tensor, lr: Tensor, weight_decay: Tensor, fused: bool | None = None
@@ -32,8 +35,11 @@ class PopulationOptimizer(ABC):
         self.w = weights  # (P, N), updated in place
         self.lr = lr.reshape(-1).to(weights)  # (P,)
         self.wd = weight_decay.reshape(-1).to(weights).contiguous()  # (P,)
-        self.fused = weights.device.type == "cpu" if fused is None else fused
-        if self.fused and (weights.device.type != "cpu" or weights.dtype != torch.float32):
+        fusable = weights.device.type == "cpu" and weights.dtype == torch.float32
+        if fused is None:
+            fused = fusable and weights.numel() >= self.FUSED_MIN_ELEMENTS
+        self.fused = fused
+        if self.fused and not fusable:
             raise ValueError("fused population optimizers need float32 CPU weights")
         self.steps = 0
 

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from zoo.architectures import Architecture
+from zoo.finite import finite_rows
 from zoo.optim import OPTIMIZERS, lr_factor
 from zoo.tasks import TaskData
 
@@ -117,8 +118,8 @@ def train_population(
     """Train P models; per-model hyperparameters are (P,) arrays. See the module docstring.
 
     ``device`` is where the computation runs; results always come back on the CPU.
-    ``fused_optimizer``: the compiled one-pass update (default on the CPU) or torch ops
-    (see :class:`zoo.optim.PopulationOptimizer`; for comparisons).
+    ``fused_optimizer``: the compiled one-pass update or torch ops (default: chosen by size, see
+    :class:`zoo.optim.PopulationOptimizer`; set it for comparisons).
     """
     p = len(seeds)
     fraction = np.ones(p) if data_fraction is None else np.asarray(data_fraction, dtype=float)
@@ -213,7 +214,7 @@ def _train_lockstep(
             opt.step(grads, lr_factor(config.schedule, step, total_steps), active)
             step += 1
         # non-finite weights give a non-finite loss at the next step; this catches the last one
-        blown = active & ~torch.isfinite(w).all(dim=1)
+        blown = active & ~finite_rows(w)
         if blown.any():
             diverged |= blown
             active &= ~blown

@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass
 from typing import ClassVar
 
+import torch
 from torch import Tensor, nn
 
 from zoo.architectures.base import Architecture
@@ -49,6 +50,27 @@ class MLP(Architecture):
 
     def build(self) -> nn.Module:
         return MLPModule(math.prod(self.in_shape), [self.width] * self.depth, self.num_outputs)
+
+    def forward_params(self, params: dict[str, Tensor], x: Tensor) -> Tensor:
+        """Batched forward of P MLPs as explicit batched matmuls, in a feature-major layout.
+
+        Same function as the generic ``vmap(functional_call)``, but activations are kept as
+        (P, features, B), so every layer is one ``baddbmm(b, W, h)`` and autograd returns each
+        weight's gradient as a contiguous (P, out, in) product (the generic path yields a
+        transposed one that the optimizer would have to copy), and the bias add is fused.
+        """
+        n_in = math.prod(self.in_shape)
+        shared = x.dim() == len(self.in_shape) + 1
+        if shared:  # (B, *in_shape) -> (P, in, B), a broadcast view
+            p = params["out.bias"].shape[0]
+            h = x.reshape(x.shape[0], n_in).T.expand(p, n_in, x.shape[0])
+        else:  # (P, B, *in_shape) -> (P, in, B)
+            h = x.reshape(x.shape[0], x.shape[1], n_in).transpose(1, 2)
+        for i in range(self.depth):
+            w, b = params[f"hidden.{i}.weight"], params[f"hidden.{i}.bias"]
+            h = torch.baddbmm(b.unsqueeze(-1), w, h).relu()  # (P, width, B)
+        out = torch.baddbmm(params["out.bias"].unsqueeze(-1), params["out.weight"], h)
+        return out.transpose(1, 2)  # (P, B, outputs)
 
     def permutation_spec(self) -> PermutationSpec:
         groups = {f"h{i}": PermGroup(f"h{i}", self.width) for i in range(self.depth)}

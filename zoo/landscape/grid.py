@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from zoo.architectures import Architecture
+from zoo.finite import finite_rows
 from zoo.landscape.cka import linear_cka
 from zoo.landscape.connectivity import CURVE_POINTS, BezierConfig, connectivity
 from zoo.landscape.features import has_features, penultimate_features
@@ -108,7 +109,7 @@ class PopulationLandscape:
 
 
 def _usable(status: np.ndarray, weights: Tensor) -> tuple[np.ndarray, dict[int, str]]:
-    finite = torch.isfinite(weights).all(dim=1).numpy()
+    finite = finite_rows(weights).numpy()
     skipped: dict[int, str] = {}
     for i, s in enumerate(status):
         if s != Status.DONE:
