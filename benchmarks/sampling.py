@@ -43,7 +43,7 @@ def ensure_zoo(store: Path) -> None:
     from pipelines.build import build_zoo
     from pipelines.canonicalize_stage import canonicalize_zoo
 
-    build_zoo(None, str(store), metrics=False)
+    build_zoo(None, str(store))  # with phase labels: the default generator filters on them
     canonicalize_zoo(str(store), reference="barycenter", workers=0)
 
 

@@ -15,6 +15,8 @@ from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
+from zoo.landscape.phases import PHASE_CODES
+
 T = TypeVar("T")
 
 NORMALIZATIONS = ("coordinate", "robust", "tensor")
@@ -30,6 +32,15 @@ class DataConfig:
     normalization: ``coordinate`` (mean/std of every weight over the group's training models) or
     ``tensor`` (one mean/std per parameter tensor); property: the per-model metric a generator may
     condition on (``val_acc`` by default, so that the test split stays untouched), or "" for none.
+
+    Which trained models the generator learns from (applied before the split, so held-out models
+    pass the same filter): exclude_phases: loss-landscape phase names (``I``, ``II``, ``III``,
+    ``IV-A``, ``IV-B``, ``collapsed``, ``unlabelled``) whose models are left out, read from a
+    store's per-model phase labels (``zoo metrics``; in memory, ``conditioning["phase"]``); a
+    population without labels is an error, not silently kept. Excluding ``collapsed`` also leaves
+    out single models that predict a constant in cells of another phase (by their own output
+    std). min_val_acc: models with a lower validation accuracy (at the weights' checkpoint) are
+    left out; 0 keeps every model.
     """
 
     canonical: bool = True
@@ -38,10 +49,24 @@ class DataConfig:
     split_seed: int = 0
     normalization: str = "coordinate"
     property: str = "val_acc"
+    exclude_phases: list[str] = field(default_factory=list)
+    min_val_acc: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.heldout < 1.0:
             raise ValueError(f"data.heldout must be in [0, 1), got {self.heldout}")
+        if isinstance(self.exclude_phases, str):
+            raise ValueError(
+                f"data.exclude_phases must be a list of phase names, got {self.exclude_phases!r}"
+            )
+        unknown = [p for p in self.exclude_phases if p not in PHASE_CODES]
+        if unknown:
+            raise ValueError(
+                f"data.exclude_phases: unknown phase(s) {', '.join(map(repr, unknown))} "
+                f"(known: {', '.join(PHASE_CODES)})"
+            )
+        if not 0.0 <= self.min_val_acc <= 1.0:
+            raise ValueError(f"data.min_val_acc must be in [0, 1], got {self.min_val_acc}")
         if self.normalization not in NORMALIZATIONS:
             raise ValueError(
                 f"data.normalization must be one of {', '.join(NORMALIZATIONS)}, "

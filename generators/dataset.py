@@ -2,9 +2,11 @@
 
 Built from one or more populations, either in memory (:class:`zoo.population.Population` or
 ``(arch, weights (M, N), task)``) or read from a zoo store. Only finished models are kept
-(status done, finite weights). Models of one task and one architecture form a *group*, the unit
-of conditioning (task x width); every group is split into training and held-out models by a
-seeded permutation, and the held-out models are recorded with the generator for evaluation.
+(status done, finite weights), and of those the ones that pass the data filter of
+:class:`generators.config.DataConfig` (``exclude_phases``, e.g. the ``collapsed`` nets that
+predict a constant; ``min_val_acc``). Models of one task and one architecture form a *group*,
+the unit of conditioning (task x width); every group is split into training and held-out models
+by a seeded permutation, and the held-out models are recorded with the generator for evaluation.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,8 @@ from generators.config import DataConfig
 from generators.normalization import Normalizer
 from generators.padding import PaddedLayout
 from zoo.architectures import Architecture, architecture_from_dict
+from zoo.finite import finite_rows
+from zoo.landscape.phases import COLLAPSE_STD, PHASE_CODES
 from zoo.population import Population
 from zoo.tasks import get_task
 from zoo.training import Status, evaluate
@@ -83,7 +87,8 @@ class WeightBatch:
 
 @dataclass
 class Source:
-    """The usable rows of one population: weights (M, N), property (M,), rows: index in it."""
+    """The usable rows of one population: weights (M, N), property (M,), rows: index in it;
+    filtered: how many usable models the data filter (``exclude_phases``, ``min_val_acc``) left out."""
 
     name: str
     task: str
@@ -91,6 +96,7 @@ class Source:
     weights: Tensor
     prop: Tensor
     rows: list[int]
+    filtered: int = 0
 
 
 @dataclass
@@ -98,7 +104,9 @@ class WeightDataset:
     """Padded weights (M, D) of every kept model with group ids (M,), property (M,), split (M,).
 
     origin[m] = (population name, row in that population). ``normalizer`` holds the statistics
-    of the training models; ``prop_mean``/``prop_std`` standardize the property.
+    of the training models; ``prop_mean``/``prop_std`` standardize the property. filtered: per
+    population, the usable models the data filter (``config.exclude_phases``, ``min_val_acc``)
+    left out.
     """
 
     groups: list[Group]
@@ -109,6 +117,7 @@ class WeightDataset:
     train: Tensor
     origin: list[tuple[str, int]]
     config: DataConfig = field(default_factory=DataConfig)
+    filtered: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         tr = self.train
@@ -174,6 +183,7 @@ class WeightDataset:
         return cls(
             groups, padded, torch.cat(rows), group, torch.cat(props).float(),
             split_models(group, config.heldout, config.split_seed), origin, config,
+            {s.name: s.filtered for s in sources},
         )  # fmt: skip
 
     def with_split(self, train_origin: Sequence[tuple[str, int]]) -> WeightDataset:
@@ -186,7 +196,7 @@ class WeightDataset:
         train = torch.tensor([o in wanted for o in self.origin])
         return WeightDataset(
             self.groups, self.padded, self.weights, self.group, self.prop, train, self.origin,
-            self.config,
+            self.config, self.filtered,
         )  # fmt: skip
 
     # ----- views --------------------------------------------------------------------------
@@ -276,13 +286,76 @@ def read_source(pop: Population, config: DataConfig) -> Source:
             f"population {pop.name}: weights of shape {tuple(w.shape)} do not match the "
             f"layout ({pop.arch.num_params} parameters)"
         )
-    keep &= torch.isfinite(w).all(dim=1)
+    keep &= finite_rows(w).to(keep.device)
     rows = torch.nonzero(keep).flatten()
     if len(rows) == 0:
         raise ValueError(f"population {pop.name} has no usable models (done, finite weights)")
+    usable = len(rows)
+    rows = select_rows(pop, config, w[rows].float(), rows)
     w = w[rows].float()
     prop = property_values(pop, config, w, rows)
-    return Source(pop.name, pop.task, pop.arch, w, prop, rows.tolist())
+    return Source(pop.name, pop.task, pop.arch, w, prop, rows.tolist(), usable - len(rows))
+
+
+def phase_codes(pop: Population) -> np.ndarray:
+    """(M,) per-model phase codes (``zoo.landscape.phases.PHASES``) of a population.
+
+    Stored populations: ``<population>/phase``, written by the landscape stage (``zoo metrics``);
+    in-memory ones: ``conditioning["phase"]``. Neither is a ValueError.
+    """
+    group = getattr(pop, "group", None)
+    if group is not None and "phase" in group:
+        return np.asarray(group["phase"][:]).astype(np.int64)
+    if "phase" in pop.conditioning:
+        return np.asarray(pop.conditioning["phase"]).astype(np.int64)
+    raise ValueError(
+        f"data.exclude_phases needs phase labels, but population {pop.name} has none: run "
+        "`zoo metrics STORE` (the landscape stage) first, or set data.exclude_phases = []"
+    )
+
+
+def constant_predictors(pop: Population) -> np.ndarray:
+    """(M,) bool: models that predict a constant, by their own output std (``metrics/output_std``
+    of the landscape stage, below the phase taxonomy's ``COLLAPSE_STD``).
+
+    Phases are labelled per grid cell, and a cell is ``collapsed`` only when all its models are:
+    a lone collapsed net in a cell of phase I is still a net that predicts a constant. Models
+    without the metric (in-memory populations) are not flagged."""
+    metrics = getattr(pop, "metrics", None) or {}  # stored populations only
+    if "output_std" not in metrics:
+        return np.zeros(len(pop), dtype=bool)
+    return np.asarray(metrics["output_std"], dtype=np.float64) < COLLAPSE_STD
+
+
+def select_rows(pop: Population, config: DataConfig, w: Tensor, rows: Tensor) -> Tensor:
+    """The usable ``rows`` (weights ``w``) that pass the data filter: phase and min_val_acc."""
+    if config.exclude_phases:
+        codes = phase_codes(pop)
+        if len(codes) != len(pop):
+            raise ValueError(
+                f"population {pop.name} has {len(codes)} phase labels for {len(pop)} models"
+            )
+        excluded = [PHASE_CODES[name] for name in config.exclude_phases]
+        keep = ~np.isin(codes[rows.numpy()], excluded)
+        if "collapsed" in config.exclude_phases:
+            keep &= ~constant_predictors(pop)[rows.numpy()]
+        keep = torch.from_numpy(keep)
+        rows, w = rows[keep], w[keep]
+    if config.min_val_acc > 0 and len(rows):
+        acc = property_values(pop, replace(config, property="val_acc"), w, rows)
+        if torch.isnan(acc).all():
+            raise ValueError(
+                f"data.min_val_acc: population {pop.name} has no validation accuracy "
+                "(a regression task?); set data.min_val_acc = 0"
+            )
+        rows = rows[acc >= config.min_val_acc]  # NaN (untrained) fails the test
+    if len(rows) == 0:
+        raise ValueError(
+            f"the data filter (exclude_phases={config.exclude_phases}, min_val_acc="
+            f"{config.min_val_acc}) leaves no models of population {pop.name} ({pop.task}, "
+            f"width {pop.arch.width}): relax the filter or leave the population out"
+        )
+    return rows
 
 
 def property_values(pop: Population, config: DataConfig, w: Tensor, rows: Tensor) -> Tensor:

@@ -53,13 +53,18 @@ def train_generator_cmd(
     ds = WeightDataset.from_zoo(zoo, population, gen.config.data)
     s = train_generator(gen, ds, out, devices=devices, max_steps=max_steps, resume=resume)
     table = Table(title=f"{kind.value} generator: {s.run_dir}")
-    for col in ("group", "train models", "held-out models", "parameters"):
+    for col in ("group", "train models", "held-out models", "filtered out", "parameters"):
         table.add_column(col, justify="left" if col == "group" else "right")
     for g, grp in enumerate(ds.groups):
         table.add_row(grp.key, str(len(ds.group_rows(g, True))), str(len(ds.group_rows(g, False))),
+                      str(sum(ds.filtered.get(n, 0) for n in grp.sources)),
                       str(grp.arch.num_params))  # fmt: skip
     console = Console()
     console.print(table)
+    d = gen.config.data
+    if d.exclude_phases or d.min_val_acc > 0:
+        console.print(f"data filter: exclude_phases={d.exclude_phases}, "
+                      f"min_val_acc={d.min_val_acc}")  # fmt: skip
     note = f" (resumed at step {s.resumed_from})" if s.resumed_from else ""
     console.print(f"{s.steps} steps in {s.seconds:.1f} s{note}, final loss {s.final_loss:.4f}; "
                   f"weights: {'raw' if raw else 'canonical'}")  # fmt: skip
