@@ -4,7 +4,8 @@
 to match them (median of repeats), the linear-interpolation train-loss barrier (max over t of
 loss((1-t) a + t b) minus the mean of the endpoint losses) and the L2 distance, before and after
 matching; side by side in one run, interleaved: the default (strict stopping rule) on 1 and 2
-torch threads, with ``overlap`` (two threads), and with the optional relative ``tol``.
+torch threads, with ``overlap`` (two threads), with scipy's assignment solver run from
+scratch at every visit (the reference), and with the optional relative ``tol``.
 (2) A population of 100 digits MLPs (64-128-128-10, different seeds and learning rates):
 seconds to align all of them to the medoid, and the mean pairwise L2 before/after.
 Also: seconds of the NeuMeta smoothing order for one 3x512 model, and its total variation.

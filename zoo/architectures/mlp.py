@@ -68,7 +68,7 @@ class MLP(Architecture):
             h = x.reshape(x.shape[0], x.shape[1], n_in).transpose(1, 2)
         for i in range(self.depth):
             w, b = params[f"hidden.{i}.weight"], params[f"hidden.{i}.bias"]
-            h = torch.baddbmm(b.unsqueeze(-1), w, h).relu()  # (P, width, B)
+            h = torch.baddbmm(b.unsqueeze(-1), w, h).relu_()  # (P, width, B), in place
         out = torch.baddbmm(params["out.bias"].unsqueeze(-1), params["out.weight"], h)
         return out.transpose(1, 2)  # (P, B, outputs)
 
