@@ -118,6 +118,10 @@ def test_cli_errors(store: str, tmp_path: Path, capsys) -> None:
             "--population", "nope"]  # fmt: skip
     assert main(args) == 2
     assert "no population 'nope'" in capsys.readouterr().err
+    # without --config the shipped preset applies, which leaves out collapsed nets: it needs the
+    # phase labels that this store (built with metrics=False) does not have
+    assert main(["train-generator", "flow", "--zoo", store, "--out", str(tmp_path / "p")]) == 2
+    assert "needs phase labels" in capsys.readouterr().err
     # only `flow` is offered for now: a usage error, exit status 2, no traceback
     rc = main(["train-generator", "diffusion", "--zoo", store, "--out", str(tmp_path)])
     assert rc == 2

@@ -33,7 +33,10 @@ def train_generator_cmd(
     raw: Annotated[
         bool, typer.Option("--raw", help="train on raw, not canonical, weights")
     ] = False,
-    config: Annotated[Path | None, typer.Option(help="generator config (.toml or .json)")] = None,
+    config: Annotated[
+        Path | None,
+        typer.Option(help="generator config (.toml or .json); default data/generators/KIND.toml"),
+    ] = None,
     devices: Annotated[int, typer.Option(help="Lightning devices (processes or GPUs)")] = 1,
     max_steps: Annotated[int | None, typer.Option(help="override training.max_steps")] = None,
     seed: Annotated[int | None, typer.Option(help="override training.seed")] = None,
@@ -43,8 +46,12 @@ def train_generator_cmd(
 ) -> None:
     """Train a weight generator on a zoo (canonical weights unless --raw) into a run dir."""
     from generators import WeightDataset, make_generator
+    from pipelines.demo import DEFAULT_FLOW
     from pipelines.generator_training import train_generator
 
+    if config is None:  # the shipped preset, as `zoo demo` uses it; built-in defaults without it
+        preset = DEFAULT_FLOW.parent / f"{kind.value}.toml"
+        config = preset if preset.is_file() else None
     gen = make_generator(kind.value, config)
     overrides = {"data.canonical": not raw}
     if seed is not None:
