@@ -291,8 +291,7 @@ def read_source(pop: Population, config: DataConfig) -> Source:
     if len(rows) == 0:
         raise ValueError(f"population {pop.name} has no usable models (done, finite weights)")
     usable = len(rows)
-    rows = select_rows(pop, config, w[rows].float(), rows)
-    w = w[rows].float()
+    rows, w = select_rows(pop, config, w[rows].float(), rows)
     prop = property_values(pop, config, w, rows)
     return Source(pop.name, pop.task, pop.arch, w, prop, rows.tolist(), usable - len(rows))
 
@@ -327,8 +326,11 @@ def constant_predictors(pop: Population) -> np.ndarray:
     return np.asarray(metrics["output_std"], dtype=np.float64) < COLLAPSE_STD
 
 
-def select_rows(pop: Population, config: DataConfig, w: Tensor, rows: Tensor) -> Tensor:
-    """The usable ``rows`` (weights ``w``) that pass the data filter: phase and min_val_acc."""
+def select_rows(
+    pop: Population, config: DataConfig, w: Tensor, rows: Tensor
+) -> tuple[Tensor, Tensor]:
+    """The usable ``rows`` (weights ``w``, (len(rows), N)) that pass the data filter (phase and
+    min_val_acc), with their weights."""
     if config.exclude_phases:
         codes = phase_codes(pop)
         if len(codes) != len(pop):
@@ -348,14 +350,15 @@ def select_rows(pop: Population, config: DataConfig, w: Tensor, rows: Tensor) ->
                 f"data.min_val_acc: population {pop.name} has no validation accuracy "
                 "(a regression task?); set data.min_val_acc = 0"
             )
-        rows = rows[acc >= config.min_val_acc]  # NaN (untrained) fails the test
+        good = acc >= config.min_val_acc  # NaN (untrained) fails the test
+        rows, w = rows[good], w[good]
     if len(rows) == 0:
         raise ValueError(
             f"the data filter (exclude_phases={config.exclude_phases}, min_val_acc="
             f"{config.min_val_acc}) leaves no models of population {pop.name} ({pop.task}, "
             f"width {pop.arch.width}): relax the filter or leave the population out"
         )
-    return rows
+    return rows, w
 
 
 def property_values(pop: Population, config: DataConfig, w: Tensor, rows: Tensor) -> Tensor:
