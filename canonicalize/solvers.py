@@ -19,9 +19,9 @@ from canonicalize.augmenting_path import repair_assignment
 class GroupSolver(ABC):
     """Chooses one group's permutation from its (size, size) similarity matrix."""
 
-    @abstractmethod
     def initial(self, size: int) -> np.ndarray:
-        """A feasible starting permutation (size,)."""
+        """A feasible starting permutation (size,): the identity, unless constraints forbid it."""
+        return np.arange(size)
 
     @abstractmethod
     def solve(self, cost: np.ndarray, current: np.ndarray | None = None) -> np.ndarray:
@@ -43,9 +43,6 @@ class FreeAssignment(GroupSolver):
 
     def __init__(self) -> None:
         self.duals: np.ndarray | None = None  # (size,) float64 column duals of the last solve
-
-    def initial(self, size: int) -> np.ndarray:
-        return np.arange(size)
 
     def solve(self, cost: np.ndarray, current: np.ndarray | None = None) -> np.ndarray:
         if self.duals is None or self.duals.shape != (len(cost),):
@@ -77,9 +74,6 @@ class ScipyAssignment(GroupSolver):
 
     Same optimum as :class:`FreeAssignment` (which it checks in tests and benchmarks), with no
     warm start."""
-
-    def initial(self, size: int) -> np.ndarray:
-        return np.arange(size)
 
     def solve(self, cost: np.ndarray, current: np.ndarray | None = None) -> np.ndarray:
         rows, cols = linear_sum_assignment(cost.astype(np.float64), maximize=True)
