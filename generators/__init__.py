@@ -6,9 +6,10 @@
 >>> probs = pop.ensemble()(x)
 """
 
+from generators.augmentation import Interpolated, interpolate_models
 from generators.base import WeightGenerator
 from generators.conditioning import Conditioner
-from generators.config import DataConfig, GeneratorConfig, TrainingConfig
+from generators.config import AugmentConfig, DataConfig, GeneratorConfig, TrainingConfig
 from generators.dataset import Group, WeightBatch, WeightDataset
 from generators.flow import FlowConfig, FlowGenerator, FlowModelConfig, FlowSamplingConfig
 from generators.info import DatasetInfo
@@ -18,7 +19,8 @@ from generators.population_io import load_population, save_population
 from generators.registry import GENERATORS, generator_class, load_generator, make_generator
 
 __all__ = [
-    "WeightGenerator", "GeneratorConfig", "DataConfig", "TrainingConfig",
+    "WeightGenerator", "GeneratorConfig", "DataConfig", "TrainingConfig", "AugmentConfig",
+    "Interpolated", "interpolate_models",
     "WeightDataset", "WeightBatch", "Group", "DatasetInfo", "Normalizer", "PaddedLayout",
     "Conditioner", "FlowGenerator", "FlowConfig", "FlowModelConfig", "FlowSamplingConfig",
     "GENERATORS", "generator_class", "make_generator", "load_generator",

@@ -85,6 +85,12 @@ class WeightGenerator(ABC):
     def num_train(self) -> int:
         return len(self.require_info().train_origin)
 
+    @property
+    def num_examples(self) -> int:
+        """Rows a training step draws from: the training models, plus any synthetic ones a
+        generator adds (:mod:`generators.augmentation`)."""
+        return self.num_train
+
     def require_info(self) -> DatasetInfo:
         if self.info is None:
             raise ValueError(f"this {self.kind} generator is not trained yet: call fit() first")
@@ -124,7 +130,9 @@ class WeightGenerator(ABC):
     def train_step_batch(self, step: int, rank: int = 0) -> tuple[Tensor, torch.Generator]:
         """The training-model indices (B,) and the noise rng of step ``step``."""
         idx_rng, noise_rng = step_generators(self.config.training.seed, step, rank)
-        index = torch.randint(self.num_train, (self.config.training.batch_size,), generator=idx_rng)
+        index = torch.randint(
+            self.num_examples, (self.config.training.batch_size,), generator=idx_rng
+        )
         return index, noise_rng
 
     def fit(

@@ -29,6 +29,9 @@ class DataConfig:
     canonical: canonical (permutation-aligned) weights, else raw ones; checkpoint: kept
     checkpoint index for raw weights (canonical weights are the final checkpoint's);
     heldout: share of each group's models kept out of training, for evaluation;
+    folds / fold: cross-validation instead: with ``folds`` = K >= 2 every group's models are dealt
+    (in seeded order) into K folds and fold ``fold`` is held out, so K generators, one per fold,
+    hold out every model exactly once (``heldout`` is then unused; 0 = off);
     normalization: ``coordinate`` (mean/std of every weight over the group's training models) or
     ``tensor`` (one mean/std per parameter tensor); property: the per-model metric a generator may
     condition on (``val_acc`` by default, so that the test split stays untouched), or "" for none.
@@ -47,6 +50,8 @@ class DataConfig:
     checkpoint: int = -1
     heldout: float = 0.2
     split_seed: int = 0
+    folds: int = 0
+    fold: int = 0
     normalization: str = "coordinate"
     property: str = "val_acc"
     exclude_phases: list[str] = field(default_factory=list)
@@ -55,6 +60,10 @@ class DataConfig:
     def __post_init__(self) -> None:
         if not 0.0 <= self.heldout < 1.0:
             raise ValueError(f"data.heldout must be in [0, 1), got {self.heldout}")
+        if self.folds == 1 or self.folds < 0:
+            raise ValueError(f"data.folds must be 0 (off) or >= 2, got {self.folds}")
+        if self.folds and not 0 <= self.fold < self.folds:
+            raise ValueError(f"data.fold must be in [0, {self.folds}), got {self.fold}")
         if isinstance(self.exclude_phases, str):
             raise ValueError(
                 f"data.exclude_phases must be a list of phase names, got {self.exclude_phases!r}"
@@ -95,12 +104,36 @@ class TrainingConfig:
 
 
 @dataclass
+class AugmentConfig:
+    """Weight-space interpolation augmentation (:mod:`generators.augmentation`).
+
+    interpolations: synthetic nets per training net of a group, each a point on the segment
+    between two of the group's training nets (0: off); t_min: the point's position t is drawn
+    uniformly from [t_min, 1 - t_min]. Each synthetic net's property is measured, not assumed.
+    max_drop: keep only synthetic nets whose property is at most this much worse than their worse
+    parent's (accuracies: lower, losses: higher), i.e. points on low-loss segments; a negative
+    value keeps none, None keeps all. Meant for canonical weights, where such segments exist.
+    """
+
+    interpolations: int = 0
+    t_min: float = 0.0
+    max_drop: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.interpolations < 0:
+            raise ValueError(f"augment.interpolations must be >= 0, got {self.interpolations}")
+        if not 0.0 <= self.t_min <= 0.5:
+            raise ValueError(f"augment.t_min must be in [0, 0.5], got {self.t_min}")
+
+
+@dataclass
 class GeneratorConfig:
     """Base of every generator's config; ``kind`` names the generator class (``flow``, ...)."""
 
     kind: ClassVar[str] = ""
     data: DataConfig = field(default_factory=DataConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, **asdict(self)}

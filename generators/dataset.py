@@ -182,7 +182,8 @@ class WeightDataset:
         group = torch.cat(gid)
         return cls(
             groups, padded, torch.cat(rows), group, torch.cat(props).float(),
-            split_models(group, config.heldout, config.split_seed), origin, config,
+            split_models(group, config.heldout, config.split_seed, config.folds, config.fold),
+            origin, config,
             {s.name: s.filtered for s in sources},
         )  # fmt: skip
 
@@ -373,22 +374,41 @@ def property_values(pop: Population, config: DataConfig, w: Tensor, rows: Tensor
         return torch.as_tensor(v, dtype=torch.float32)[rows]
     if name in pop.conditioning:
         return torch.as_tensor(pop.conditioning[name], dtype=torch.float32)[rows]
-    split, _, what = name.partition("_")
-    if split in ("train", "val", "test") and what in ("acc", "loss"):
-        loss, acc = evaluate(pop.arch, get_task(pop.task), w, split)
-        return acc if what == "acc" else loss
+    if is_measurable(name):
+        return measure_property(name, pop.arch, pop.task, w)
     raise ValueError(
         f"population {pop.name} has no property {name!r} (set data.property to e.g. val_acc, "
         'or to "" for none)'
     )
 
 
-def split_models(group: Tensor, heldout: float, seed: int) -> Tensor:
-    """(M,) bool training mask: per group, a seeded share ``heldout`` is held out (>= 1 trains)."""
+def is_measurable(name: str) -> bool:
+    """Whether a property is a metric of the weights alone (``{train,val,test}_{acc,loss}``)."""
+    split, _, what = name.partition("_")
+    return split in ("train", "val", "test") and what in ("acc", "loss")
+
+
+def measure_property(name: str, arch: Architecture, task: str, w: Tensor) -> Tensor:
+    """(M,) measured property ``name`` (see :func:`is_measurable`) of the models w (M, N)."""
+    if not is_measurable(name):
+        raise ValueError(f"property {name!r} cannot be measured from weights")
+    split, _, what = name.partition("_")
+    loss, acc = evaluate(arch, get_task(task), w, split)
+    return acc if what == "acc" else loss
+
+
+def split_models(group: Tensor, heldout: float, seed: int, folds: int = 0, fold: int = 0) -> Tensor:
+    """(M,) bool training mask. Per group, in a seeded order: the first ``heldout`` share is held
+    out, or with ``folds`` = K >= 2 every K-th model from position ``fold`` (fold ``fold`` of K,
+    so the K folds hold out each model once). At least one model of a group always trains."""
     train = torch.ones(len(group), dtype=torch.bool)
     for g in group.unique().tolist():
         rows = torch.nonzero(group == g).flatten()
-        n_held = min(int(round(heldout * len(rows))), len(rows) - 1)
         order = torch.randperm(len(rows), generator=torch.Generator().manual_seed(seed + 7919 * g))
-        train[rows[order[:n_held]]] = False
+        if folds:
+            held = order[fold::folds]
+            held = held if len(held) < len(rows) else held[:-1]
+        else:
+            held = order[: min(int(round(heldout * len(rows))), len(rows) - 1)]
+        train[rows[held]] = False
     return train

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from generators.augmentation import interpolate_models
 from generators.base import WeightGenerator
 from generators.conditioning import Conditioner
 from generators.dataset import WeightDataset
@@ -76,16 +77,29 @@ class FlowGenerator(WeightGenerator):
         self.space = (
             GroupPCA.fit(z, group, masks, cfg.pca, cfg.whiten) if cfg.pca > 0 else FullSpace(masks)
         )
-        coef = torch.zeros(len(rows), self.space.components)
+        batch = dataset.batch(rows)
+        prop, has_prop = batch.prop, batch.has_prop
+        if self.config.augment.interpolations > 0:  # synthetic nets between real ones
+            extra = interpolate_models(dataset, self.config.augment, self.config.training.seed)
+            z = torch.cat([z, dataset.normalizer.normalize(extra.weights, extra.group)])
+            group = torch.cat([group, extra.group])
+            has = torch.isfinite(extra.prop)
+            prop = torch.cat([prop, torch.where(has, dataset.standardize_prop(extra.prop), 0.0)])
+            has_prop = torch.cat([has_prop, has])
+        coef = torch.zeros(len(z), self.space.components)
         for g in group.unique().tolist():
             sel = group == g
             coef[sel] = self.space.encode(z[sel], g)
-        batch = dataset.batch(rows)
         self._train = {
-            "x": coef, "mask": self.space.component_mask[group].float(), "task": batch.task,
-            "width": batch.width, "prop": batch.prop, "has_prop": batch.has_prop,
+            "x": coef, "mask": self.space.component_mask[group].float(),
+            "task": dataset.group_task[group], "width": dataset.group_width[group],
+            "prop": prop, "has_prop": has_prop,
         }  # fmt: skip
         self._build_network()
+
+    @property
+    def num_examples(self) -> int:
+        return len(self._train["x"]) if self._train else self.num_train
 
     def _restore(self, tensors: dict[str, Tensor]) -> None:
         info = self.require_info()
