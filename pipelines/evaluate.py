@@ -160,13 +160,17 @@ def evaluate_group(
                 matched.append(p.weights())
             mw = torch.cat(matched)
             macc = accuracy(arch, task, mw)
+            out["matched_acc"] = macc.tolist()
             out["generated"]["matched"] = summary(macc)
             out["generated"]["matched"]["within_5_points"] = float(
                 ((macc - hmean).abs() <= WITHIN).float().mean()
             )
             out["novelty_matched"] = novelty(mw, train_w, predictions(arch, task, mw), train_p)
         hd, hi = nn_distances(held_w, train_w)
-        out["real_nn_disagreement"] = float(disagreement(held_p, train_p[hi]).mean())
+        held_dis = disagreement(held_p, train_p[hi])  # (H,) each held-out net vs its nearest
+        out["heldout_acc"] = held_acc.tolist()
+        out["heldout_nn_disagreement"] = held_dis.tolist()
+        out["real_nn_disagreement"] = float(held_dis.mean())
         out["real_heldout_nn_distance"] = float(hd.mean())
         all_p = torch.cat([train_p, held_p])
     else:

@@ -107,6 +107,17 @@ def test_cli_train_sample_evaluate(store: str, tmp_path: Path, capsys) -> None:
     raw = tmp_path / "raw"
     assert main(args[:5] + [str(raw), "--raw", "--max-steps", "5", "--config", str(cfg)]) == 0
     assert load_generator(raw).config.data.canonical is False
+    cv = tmp_path / "cv"  # --folds: one generator per fold, pooled evaluation
+    cv_args = args[:5] + [str(cv), "--config", str(cfg), "--max-steps", "5", "--folds", "2"]
+    assert main(cv_args) == 0
+    assert "2-fold" in capsys.readouterr().out
+    pooled = json.loads((cv / "evaluation.json").read_text())
+    assert [load_generator(cv / f"fold-{f}").config.data.fold for f in (0, 1)] == [0, 1]
+    assert sum(g["heldout_models"] for g in pooled["groups"]) == sum(
+        len(g["real_acc"]) for g in pooled["groups"]
+    )
+    assert main(cv_args[:-1] + ["1"]) == 2
+    assert "needs folds >= 2" in capsys.readouterr().err
 
 
 def test_cli_errors(store: str, tmp_path: Path, capsys) -> None:

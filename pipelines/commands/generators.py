@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -43,6 +43,13 @@ def train_generator_cmd(
     resume: Annotated[
         bool, typer.Option(help="continue from the run dir's last checkpoint")
     ] = True,
+    folds: Annotated[
+        int,
+        typer.Option(
+            help="K >= 2: cross-validate instead, one generator per fold in OUT/fold-F, "
+            "pooled evaluation in OUT"
+        ),
+    ] = 0,
 ) -> None:
     """Train a weight generator on a zoo (canonical weights unless --raw) into a run dir."""
     from generators import WeightDataset, make_generator
@@ -57,6 +64,9 @@ def train_generator_cmd(
     if seed is not None:
         overrides["training.seed"] = seed
     gen.config = gen.config.with_overrides(overrides)
+    if folds:
+        _cross_validate(gen, zoo, population, folds, out, max_steps)
+        return
     ds = WeightDataset.from_zoo(zoo, population, gen.config.data)
     s = train_generator(gen, ds, out, devices=devices, max_steps=max_steps, resume=resume)
     table = Table(title=f"{kind.value} generator: {s.run_dir}")
@@ -75,6 +85,23 @@ def train_generator_cmd(
     note = f" (resumed at step {s.resumed_from})" if s.resumed_from else ""
     console.print(f"{s.steps} steps in {s.seconds:.1f} s{note}, final loss {s.final_loss:.4f}; "
                   f"weights: {'raw' if raw else 'canonical'}")  # fmt: skip
+
+
+def _cross_validate(
+    gen: Any, zoo: str, population: list[str] | None, folds: int, out: Path,
+    max_steps: int | None,
+) -> None:  # fmt: skip
+    """``zoo train-generator --folds K``: K generators of ``gen``'s config, pooled evaluation."""
+    from generators import make_generator
+    from pipelines.crossval import cross_validate
+    from pipelines.demo import summary_table
+
+    console = Console()
+    report = cross_validate(lambda: make_generator(gen.kind, gen.config), zoo, folds, out, populations=population, max_steps=max_steps,
+                            label=f"{gen.kind}, {folds}-fold", console=console)  # fmt: skip
+    console.print(summary_table({report["label"]: report},
+                                {report["label"]: max(report["train_seconds"])}))  # fmt: skip
+    console.print(f"results: {out / 'evaluation.json'}; plots: {', '.join(report['plots'])}")
 
 
 @app.command()
@@ -154,8 +181,9 @@ def demo(
     max_steps: Annotated[
         int | None, typer.Option(help="override the flow's training steps")
     ] = None,
+    folds: Annotated[int, typer.Option(help="cross-validation folds (>= 2)")] = 5,
 ) -> None:
     """Default zoo -> canonicalize -> train flow (canonical and raw) -> sample -> evaluate."""
     from pipelines.demo import run_demo
 
-    run_demo(out, workers=workers, max_steps=max_steps)
+    run_demo(out, workers=workers, max_steps=max_steps, folds=folds)

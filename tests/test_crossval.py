@@ -1,0 +1,86 @@
+"""Cross-validated evaluation: fold splits hold out every model once; pooling counts each once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from zoo_fixtures import tiny_spec_dict
+
+from generators import DataConfig, FlowConfig, FlowGenerator
+from generators.dataset import split_models
+from pipelines.crossval import cross_validate, pool_tradeoff
+from pipelines.evaluate import EvalSettings
+from zoo.spec import ZooSpec
+
+TINY = {"training.max_steps": 5, "training.batch_size": 8, "model.hidden": 16,
+        "model.cond_dim": 8, "model.pca": 0}  # fmt: skip
+
+
+@pytest.mark.parametrize("sizes,folds", [((13, 7, 2), 5), ((4, 4), 2), ((10,), 3), ((1, 5), 4)])
+def test_folds_hold_out_every_model_once(sizes: tuple[int, ...], folds: int) -> None:
+    group = torch.cat([torch.full((m,), g) for g, m in enumerate(sizes)])
+    held = torch.stack([~split_models(group, 0.0, 3, folds, f) for f in range(folds)])  # (K, M)
+    for g, m in enumerate(sizes):
+        sel = group == g
+        per_fold = held[:, sel].sum(1)
+        assert bool((held[:, sel].sum(0) <= 1).all())
+        if m > 1:  # a lone model can never be held out: it must train
+            assert int(per_fold.sum()) == m
+            assert int(per_fold.max() - per_fold.min()) <= 1  # folds as even as they can be
+        assert bool((~held[:, sel]).any(1).all()), "a group always keeps a training model"
+    again = split_models(group, 0.0, 3, folds, 0)
+    assert torch.equal(again, split_models(group, 0.0, 3, folds, 0))
+
+
+def test_fold_config_errors() -> None:
+    with pytest.raises(ValueError, match="data.folds must be 0 .off. or >= 2, got 1"):
+        DataConfig(folds=1)
+    with pytest.raises(ValueError, match=r"data.fold must be in \[0, 3\), got 3"):
+        DataConfig(folds=3, fold=3)
+
+
+def test_pooled_tradeoff_recomputes_the_ratio() -> None:
+    a = [{"temperature": 1.0, "generated_acc": 0.8, "heldout_acc": 0.9, "acc_ratio": 0.8 / 0.9,
+          "nn_disagreement": 0.2}]  # fmt: skip
+    b = [{"temperature": 1.0, "generated_acc": 0.6, "heldout_acc": 0.5, "acc_ratio": 1.2,
+          "nn_disagreement": 0.4}]  # fmt: skip
+    (row,) = pool_tradeoff([a, b])
+    # the ratio of the mean accuracies (0.7 / 0.7), not the mean of the ratios (1.044)
+    assert row["acc_ratio"] == pytest.approx(1.0)
+    assert row["nn_disagreement"] == pytest.approx(0.3)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> str:
+    from pipelines.build import build_zoo
+
+    path = str(tmp_path_factory.mktemp("zoo") / "zoo.zarr")
+    build_zoo(ZooSpec.from_dict(tiny_spec_dict(seeds=3)), path, workers=0, metrics=False)
+    return path
+
+
+def test_cross_validation_pools_every_real_model_once(store: str, tmp_path: Path) -> None:
+    cfg = FlowConfig(data=DataConfig(canonical=False)).with_overrides(TINY)
+    n, folds = 6, 3
+    report = cross_validate(lambda: FlowGenerator(cfg), store, folds, tmp_path,
+                            EvalSettings(n=n, sweep=(0.5, 1.0)))  # fmt: skip
+    assert len(report["folds"]) == folds and len(report["train_seconds"]) == folds
+    for f in range(folds):
+        assert (tmp_path / f"fold-{f}" / "generator.json").is_file()
+    assert (tmp_path / "evaluation.json").is_file() and all(Path(p).is_file()
+                                                            for p in report["plots"])  # fmt: skip
+    for g in report["groups"]:
+        # the held-out accuracies over the folds are the accuracies of all real models, once each
+        assert sorted(g["heldout_acc"]) == pytest.approx(sorted(g["real_acc"]))
+        assert g["heldout_models"] == len(g["real_acc"])
+        assert len(g["generated_acc"]) == folds * n
+        assert g["real_nn_disagreement"] == pytest.approx(np.mean(g["heldout_nn_disagreement"]))
+    s = report["summary"]
+    all_real = [a for g in report["groups"] for a in g["real_acc"]]
+    assert s["heldout_acc"] == pytest.approx(np.mean(all_real))
+    assert [r["temperature"] for r in report["tradeoff"]] == [0.5, 1.0]
+    with pytest.raises(ValueError, match="needs folds >= 2"):
+        cross_validate(lambda: FlowGenerator(cfg), store, 1, tmp_path)
