@@ -16,6 +16,7 @@ import argparse
 import json
 import sys
 import tempfile
+from functools import partial
 from pathlib import Path
 
 # Run as a script, this folder comes first on sys.path, and benchmarks/canonicalize.py would
@@ -24,9 +25,8 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 
 from rich.console import Console  # noqa: E402
 
-from generators import make_generator  # noqa: E402
 from pipelines.crossval import cross_validate  # noqa: E402
-from pipelines.demo import DEFAULT_FLOW  # noqa: E402
+from pipelines.demo import preset_flow  # noqa: E402
 from pipelines.evaluate import EvalSettings  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "generator_variants.json"
@@ -60,14 +60,8 @@ def main() -> None:
     for name, (overrides, sample) in VARIANTS.items():
         if args.only and name not in args.only:
             continue
-
-        def make(overrides: dict = overrides) -> object:
-            gen = make_generator("flow", DEFAULT_FLOW)
-            gen.config = gen.config.with_overrides(overrides)
-            return gen
-
         with tempfile.TemporaryDirectory() as tmp:
-            r = cross_validate(make, args.zoo, args.folds, tmp,
+            r = cross_validate(partial(preset_flow, overrides), args.zoo, args.folds, tmp,
                                EvalSettings(n=100, sweep=(), sample_options=sample),
                                label=name, console=Console(quiet=True))  # fmt: skip
         s = r["summary"]

@@ -238,14 +238,18 @@ class WeightDataset:
     def standardize_prop(self, values: Tensor) -> Tensor:
         return (values - self.prop_mean) / self.prop_std
 
+    def conditioning_prop(self, values: Tensor) -> tuple[Tensor, Tensor]:
+        """Raw property values (B,) -> (standardized, 0 where unknown (B,); known (B,) bool)."""
+        has = torch.isfinite(values)
+        return torch.where(has, self.standardize_prop(values), 0.0), has
+
     def batch(self, index: Tensor) -> WeightBatch:
         """The models at ``index`` (B,) as a training batch."""
         g = self.group[index]
-        prop = self.prop[index]
-        has = torch.isfinite(prop)
+        prop, has = self.conditioning_prop(self.prop[index])
         return WeightBatch(
             self.normalized[index], self.padded.masks[g], g, self.group_task[g],
-            self.group_width[g], torch.where(has, self.standardize_prop(prop), 0.0), has,
+            self.group_width[g], prop, has,
         )  # fmt: skip
 
     def random_batch(self, size: int, generator: torch.Generator) -> WeightBatch:

@@ -14,7 +14,6 @@ own summary) and ``train_seconds``.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,15 @@ import torch
 from rich.console import Console
 
 from generators import WeightDataset, WeightGenerator
-from pipelines.evaluate import WITHIN, EvalSettings, aggregate, evaluate_generator, ratio, summary
+from pipelines.evaluate import (
+    EvalSettings,
+    aggregate,
+    evaluate_generator,
+    ratio,
+    share_within,
+    summary,
+    write_report,
+)
 
 
 def _mean_dict(dicts: list[dict[str, float]]) -> dict[str, float]:
@@ -60,15 +67,11 @@ def pool_group(folds: list[dict[str, Any]]) -> dict[str, Any]:
         out["heldout_acc"] = held_acc.tolist()
         out["heldout_nn_disagreement"] = held_dis
         out["real_nn_disagreement"] = float(np.mean(held_dis))
-        out["generated"]["free"]["within_5_points"] = float(
-            np.mean([abs(a - hmean) <= WITHIN for a in gen_acc])
-        )
+        out["generated"]["free"]["within_5_points"] = share_within(torch.tensor(gen_acc), hmean)
         if all("matched_acc" in f for f in held):
-            macc = [a for f in held for a in f["matched_acc"]]
-            out["generated"]["matched"] = summary(torch.tensor(macc))
-            out["generated"]["matched"]["within_5_points"] = float(
-                np.mean([abs(a - hmean) <= WITHIN for a in macc])
-            )
+            macc = torch.tensor([a for f in held for a in f["matched_acc"]])
+            out["generated"]["matched"] = summary(macc)
+            out["generated"]["matched"]["within_5_points"] = share_within(macc, hmean)
             out["novelty_matched"] = _mean_dict([f["novelty_matched"] for f in held])
     return out
 
@@ -108,7 +111,6 @@ def cross_validate(
     f-th), evaluate each on its own held-out models and pool; writes ``out_dir/fold-F`` (one
     generator run dir per fold) and ``out_dir/evaluation.json`` plus PNGs. Returns the pooled
     report, with ``train_seconds`` (per fold) and ``plots``."""
-    from pipelines.evaluation_plots import plot_histograms, plot_tradeoff
     from pipelines.generator_training import train_generator
 
     if folds < 2:
@@ -127,8 +129,4 @@ def cross_validate(
         reports.append(evaluate_generator(gen, ds, settings, label=label))
     report = pool_reports(reports, label)
     report["train_seconds"] = seconds
-    (out / "evaluation.json").write_text(json.dumps(report, indent=2) + "\n")
-    report["plots"] = [str(plot_histograms(report, out / "accuracy_hist.png"))]
-    if report["tradeoff"]:
-        report["plots"].append(str(plot_tradeoff([report], out / "tradeoff.png")))
-    return report
+    return write_report(report, out)

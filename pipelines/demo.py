@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,15 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "raw": ("flow-raw", {"data.canonical": False}),
     "canonical, no augmentation": ("flow-canonical-plain", {"augment.interpolations": 0}),
 }
+
+
+def preset_flow(overrides: dict[str, Any]) -> Any:
+    """A fresh flow generator with the shipped preset (``DEFAULT_FLOW``) and dotted overrides."""
+    from generators import make_generator
+
+    gen = make_generator("flow", DEFAULT_FLOW)
+    gen.config = gen.config.with_overrides(overrides)
+    return gen
 
 
 def _pct(v: float) -> str:
@@ -73,7 +83,7 @@ def run_demo(
 
     Each weight space is cross-validated (:mod:`pipelines.crossval`): ``folds`` generators, one
     per fold, so that every real model of the zoo is held out once."""
-    from generators import load_generator, make_generator, save_population
+    from generators import load_generator, save_population
     from pipelines.build import build_zoo
     from pipelines.canonicalize_stage import canonicalize_zoo
     from pipelines.crossval import cross_validate
@@ -103,13 +113,8 @@ def run_demo(
         console.rule(f"3-4/5 flow generator, {name}: train and evaluate, "
                      f"{folds}-fold cross-validated")  # fmt: skip
 
-        def make(overrides: dict[str, Any] = overrides) -> Any:
-            gen = make_generator("flow", DEFAULT_FLOW)
-            gen.config = gen.config.with_overrides(overrides)
-            return gen
-
         reports[name] = cross_validate(
-            make, store, folds, out / folder, EvalSettings(n=n), max_steps=max_steps,
+            partial(preset_flow, overrides), store, folds, out / folder, EvalSettings(n=n), max_steps=max_steps,
             label=f"flow, {name}", console=console,
         )  # fmt: skip
         train_seconds[name] = max(reports[name]["train_seconds"])

@@ -69,6 +69,11 @@ def summary(acc: Tensor) -> dict[str, float]:
             "max": float(a.max())}  # fmt: skip
 
 
+def share_within(acc: Tensor, mean: float) -> float:
+    """Share of the accuracies ``acc`` (M,) within ``WITHIN`` (5 points) of ``mean``."""
+    return float(((acc - mean).abs() <= WITHIN).float().mean())
+
+
 def ratio(a: float, b: float) -> float:
     return a / b if b > 0 else float("nan")
 
@@ -146,9 +151,7 @@ def evaluate_group(
         held_p = predictions(arch, task, held_w)
         real["heldout"] = summary(held_acc)
         hmean = float(held_acc.mean())
-        out["generated"]["free"]["within_5_points"] = float(
-            ((gen_acc - hmean).abs() <= WITHIN).float().mean()
-        )
+        out["generated"]["free"]["within_5_points"] = share_within(gen_acc, hmean)
         if gen.info.has_property:
             props = ds.prop[ds.group_rows(g, False)]
             targets = props[torch.arange(s.n) % len(props)]
@@ -162,9 +165,7 @@ def evaluate_group(
             macc = accuracy(arch, task, mw)
             out["matched_acc"] = macc.tolist()
             out["generated"]["matched"] = summary(macc)
-            out["generated"]["matched"]["within_5_points"] = float(
-                ((macc - hmean).abs() <= WITHIN).float().mean()
-            )
+            out["generated"]["matched"]["within_5_points"] = share_within(macc, hmean)
             out["novelty_matched"] = novelty(mw, train_w, predictions(arch, task, mw), train_p)
         hd, hi = nn_distances(held_w, train_w)
         held_dis = disagreement(held_p, train_p[hi])  # (H,) each held-out net vs its nearest
@@ -260,15 +261,20 @@ def evaluate_generator(
               "settings": {**s.__dict__, "sweep": list(s.sweep)},
               "summary": aggregate(groups), "groups": groups,
               "tradeoff": tradeoff(gen, ds, s, tasks) if s.sweep else []}  # fmt: skip
-    if out_dir is not None:
-        from pipelines.evaluation_plots import plot_histograms, plot_tradeoff
+    return write_report(report, out_dir) if out_dir is not None else report
 
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "evaluation.json").write_text(json.dumps(report, indent=2) + "\n")
-        report["plots"] = [str(plot_histograms(report, out / "accuracy_hist.png"))]
-        if report["tradeoff"]:
-            report["plots"].append(str(plot_tradeoff([report], out / "tradeoff.png")))
+
+def write_report(report: dict[str, Any], out_dir: str | Path) -> dict[str, Any]:
+    """Write ``evaluation.json`` and the PNGs (histograms; trade-off curve if swept) to out_dir;
+    returns the report with their paths under ``plots``."""
+    from pipelines.evaluation_plots import plot_histograms, plot_tradeoff
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "evaluation.json").write_text(json.dumps(report, indent=2) + "\n")
+    report["plots"] = [str(plot_histograms(report, out / "accuracy_hist.png"))]
+    if report["tradeoff"]:
+        report["plots"].append(str(plot_tradeoff([report], out / "tradeoff.png")))
     return report
 
 

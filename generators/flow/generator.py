@@ -83,9 +83,8 @@ class FlowGenerator(WeightGenerator):
             extra = interpolate_models(dataset, self.config.augment, self.config.training.seed)
             z = torch.cat([z, dataset.normalizer.normalize(extra.weights, extra.group)])
             group = torch.cat([group, extra.group])
-            has = torch.isfinite(extra.prop)
-            prop = torch.cat([prop, torch.where(has, dataset.standardize_prop(extra.prop), 0.0)])
-            has_prop = torch.cat([has_prop, has])
+            extra_prop, extra_has = dataset.conditioning_prop(extra.prop)
+            prop, has_prop = torch.cat([prop, extra_prop]), torch.cat([has_prop, extra_has])
         coef = torch.zeros(len(z), self.space.components)
         for g in group.unique().tolist():
             sel = group == g

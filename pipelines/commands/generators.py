@@ -97,8 +97,10 @@ def _cross_validate(
     from pipelines.demo import summary_table
 
     console = Console()
-    report = cross_validate(lambda: make_generator(gen.kind, gen.config), zoo, folds, out, populations=population, max_steps=max_steps,
-                            label=f"{gen.kind}, {folds}-fold", console=console)  # fmt: skip
+    report = cross_validate(
+        lambda: make_generator(gen.kind, gen.config), zoo, folds, out, populations=population,
+        max_steps=max_steps, label=f"{gen.kind}, {folds}-fold", console=console,
+    )  # fmt: skip
     console.print(summary_table({report["label"]: report},
                                 {report["label"]: max(report["train_seconds"])}))  # fmt: skip
     console.print(f"results: {out / 'evaluation.json'}; plots: {', '.join(report['plots'])}")
