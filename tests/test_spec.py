@@ -37,11 +37,20 @@ def test_plan_grid_and_round_trip() -> None:
     assert [p.name for p in plans] == ["moons-mlp-w4", "moons-mlp-w8"]
     hp = plans[1].hparams
     assert list(hp["learning_rate"]) == [0.05, 0.05, 0.5, 0.5]
-    assert list(hp["seed"]) == [0, 1, 0, 1]
+    assert list(hp["seed"]) == [4, 5, 6, 7]  # cell * seeds + s: every model its own seed
     assert list(hp["width"]) == [8] * 4 and list(hp["load_index"]) == [1] * 4
     assert list(hp["cell"]) == [2, 2, 3, 3]
     assert ZooSpec.from_dict(spec.to_dict()) == spec
     assert spec.checkpoints == (0, 2)
+
+
+def test_seeds_are_per_model_unless_init_is_shared() -> None:
+    independent = [s for p in ZooSpec.from_dict(tiny()).plan() for s in p.hparams["seed"]]
+    assert sorted(independent) == list(range(8))  # 4 cells x 2 seeds, all distinct
+    shared = ZooSpec.from_dict(tiny(shared_init=True))
+    assert [list(p.hparams["seed"]) for p in shared.plan()] == [[0, 1, 0, 1]] * 2
+    assert ZooSpec.from_dict(shared.to_dict()) == shared
+    assert ZooSpec.from_dict(tiny()).diff(shared) == ["shared_init"]
 
 
 def test_data_fraction_axis_puts_cells_in_one_population() -> None:

@@ -2,7 +2,10 @@
 
 A spec crosses a **load-like** axis (model width, or training-set fraction) with a
 **temperature-like** axis (learning rate, batch size or weight decay), with ``seeds`` models per
-grid cell, for each task. Models that share one parameter layout (task x architecture x width)
+grid cell, for each task. Every model has its own seed (``cell * seeds + s``) unless
+``shared_init`` is set, in which case seed ``s`` of every cell starts from the same
+initialization (a controlled comparison across cells, but the zoo's nets are then near-aligned in
+raw weights, which hides what canonicalization does). Models that share one parameter layout (task x architecture x width)
 form a *population*; :meth:`ZooSpec.plan` lists the populations and every model's hyperparameters.
 """
 
@@ -73,6 +76,7 @@ class ZooSpec:
     load: Axis
     temperature: Axis
     seeds: int = 3
+    shared_init: bool = False  # seed s of every cell shares its initialization and batch order
     epochs: int = 20
     checkpoints: tuple[int, ...] = ()
     training: Training = field(default_factory=Training)
@@ -182,6 +186,10 @@ class ZooSpec:
         d["width"] = int(width)
         return architecture_from_dict(d)
 
+    def model_seed(self, cell: int, s: int) -> int:
+        """Seed (initialization and batch order) of the s-th model of grid cell ``cell``."""
+        return s if self.shared_init else cell * self.seeds + s
+
     def plan(self) -> list[PopulationPlan]:
         """Populations (task x width) with every model's hyperparameters."""
         from zoo.tasks import get_task
@@ -199,14 +207,15 @@ class ZooSpec:
                 )
                 for li in load_idx:
                     for ti, tv in enumerate(self.temperature.values):
+                        cell = li * len(self.temperature.values) + ti
                         for s in range(self.seeds):
                             h = {
-                                "seed": s, "width": width, "data_fraction": 1.0,
+                                "seed": self.model_seed(cell, s), "width": width, "data_fraction": 1.0,
                                 "learning_rate": self.training.learning_rate,
                                 "batch_size": self.training.batch_size,
                                 "weight_decay": self.training.weight_decay,
                                 "load_index": li, "temperature_index": ti,
-                                "cell": li * len(self.temperature.values) + ti,
+                                "cell": cell,
                             }  # fmt: skip
                             if self.load.name == "data_fraction":
                                 h["data_fraction"] = self.load.values[li]
