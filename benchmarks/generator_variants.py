@@ -33,12 +33,12 @@ RESULTS = Path(__file__).resolve().parent / "results" / "generator_variants.json
 
 # name -> (config overrides, sampling options)
 VARIANTS: dict[str, tuple[dict, dict]] = {
-    "default (augment 4, max_drop 0)": ({}, {}),
+    "default (augment 4, pca <= 16 within 2 points)": ({}, {}),
     "no augmentation": ({"augment.interpolations": 0}, {}),
-    "augment 4, no max_drop": ({"augment.max_drop": None}, {}),
-    "augment 8": ({"augment.interpolations": 8}, {}),
-    "augment 4, guidance 2": ({}, {"guidance": 2.0}),
-    "augment 4, pca 16": ({"model.pca": 16}, {}),
+    "guidance 2": ({}, {"guidance": 2.0}),
+    "temperature 1": ({}, {"temperature": 1.0}),
+    "pca 6 in every group": ({"model.pca": 6, "model.pca_max_drop": None}, {}),
+    "no max_norm_ratio": ({"data.max_norm_ratio": 0.0}, {}),
     "raw weights": ({"data.canonical": False}, {}),
     "raw weights, no augmentation": ({"data.canonical": False, "augment.interpolations": 0}, {}),
 }

@@ -43,7 +43,10 @@ class DataConfig:
     population without labels is an error, not silently kept. Excluding ``collapsed`` also leaves
     out single models that predict a constant in cells of another phase (by their own output
     std). min_val_acc: models with a lower validation accuracy (at the weights' checkpoint) are
-    left out; 0 keeps every model.
+    left out; 0 keeps every model. max_norm_ratio: models whose weight norm is more than this
+    many times the median norm of their population's usable models are left out (runs that
+    blew up without collapsing: one such net per group dominates the per-coordinate statistics
+    and the principal directions a generator works in); 0 keeps every model.
     """
 
     canonical: bool = True
@@ -56,6 +59,7 @@ class DataConfig:
     property: str = "val_acc"
     exclude_phases: list[str] = field(default_factory=list)
     min_val_acc: float = 0.0
+    max_norm_ratio: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.heldout < 1.0:
@@ -76,6 +80,10 @@ class DataConfig:
             )
         if not 0.0 <= self.min_val_acc <= 1.0:
             raise ValueError(f"data.min_val_acc must be in [0, 1], got {self.min_val_acc}")
+        if self.max_norm_ratio != 0 and not self.max_norm_ratio > 1:
+            raise ValueError(
+                f"data.max_norm_ratio must be 0 (off) or > 1, got {self.max_norm_ratio}"
+            )
         if self.normalization not in NORMALIZATIONS:
             raise ValueError(
                 f"data.normalization must be one of {', '.join(NORMALIZATIONS)}, "

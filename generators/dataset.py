@@ -334,8 +334,12 @@ def constant_predictors(pop: Population) -> np.ndarray:
 def select_rows(
     pop: Population, config: DataConfig, w: Tensor, rows: Tensor
 ) -> tuple[Tensor, Tensor]:
-    """The usable ``rows`` (weights ``w``, (len(rows), N)) that pass the data filter (phase and
-    min_val_acc), with their weights."""
+    """The usable ``rows`` (weights ``w``, (len(rows), N)) that pass the data filter (weight
+    norm, phase and min_val_acc), with their weights."""
+    if config.max_norm_ratio > 0 and len(rows):
+        norm = w.double().norm(dim=1)  # (M,) the same in raw and canonical weights
+        small = norm <= config.max_norm_ratio * norm.median()
+        rows, w = rows[small], w[small]
     if config.exclude_phases:
         codes = phase_codes(pop)
         if len(codes) != len(pop):
@@ -360,7 +364,7 @@ def select_rows(
     if len(rows) == 0:
         raise ValueError(
             f"the data filter (exclude_phases={config.exclude_phases}, min_val_acc="
-            f"{config.min_val_acc}) leaves no models of population {pop.name} ({pop.task}, "
+            f"{config.min_val_acc}, max_norm_ratio={config.max_norm_ratio}) leaves no models of population {pop.name} ({pop.task}, "
             f"width {pop.arch.width}): relax the filter or leave the population out"
         )
     return rows, w

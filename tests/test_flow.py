@@ -5,11 +5,13 @@ from __future__ import annotations
 import itertools
 import math
 
+import numpy as np
 import pytest
 import torch
 
 from generators import DataConfig, FlowConfig, FlowGenerator, WeightDataset
 from generators.flow import GroupPCA, flow_matching_loss, integrate, ot_pair
+from generators.flow.projection import loo_residual
 from zoo import MLP, Population
 
 
@@ -101,3 +103,83 @@ def test_group_pca_round_trip_and_complement_noise() -> None:
         assert (noise @ pca.basis[gi].T).abs().max() < 1e-4  # orthogonal to the span
         assert torch.equal(noise[:, ~masks[gi]], torch.zeros(50, int((~masks[gi]).sum())))
         assert pca.residual[gi] > 0
+
+
+def test_group_pca_with_ranks_keeps_the_leading_directions() -> None:
+    g = torch.Generator().manual_seed(1)
+    masks = torch.ones(2, 10, dtype=torch.bool)
+    group = torch.tensor([0] * 7 + [1] * 7)
+    z = torch.randn(14, 10, generator=g)
+    for gi in (0, 1):
+        z[group == gi] -= z[group == gi].mean(0)
+    full = GroupPCA.fit(z, group, masks, components=5, whiten="component")
+    cut = GroupPCA.fit(z, group, masks, components=5, whiten="component",
+                       ranks=torch.tensor([2, 5]))  # fmt: skip
+    assert cut.component_mask.sum(dim=1).tolist() == [2, 5]
+    assert torch.allclose(cut.basis[0, :2], full.basis[0, :2])
+    assert torch.equal(cut.basis[0, 2:], torch.zeros(3, 10))
+    assert torch.allclose(cut.basis[1], full.basis[1])
+    zg = z[group == 0].double()
+    assert cut.residual[0] == pytest.approx(loo_residual(zg, 2, 10), rel=1e-5)  # of 2 comps
+
+
+@pytest.fixture(scope="module")
+def two_widths() -> WeightDataset:
+    """Trained moons MLPs of widths 3 and 6, 8 models each."""
+    from zoo import TrainConfig, get_task, train_population
+
+    pops = []
+    for w in (3, 6):
+        arch = MLP(width=w, in_shape=(2,), num_outputs=2, depth=1)
+        r = train_population(arch, get_task("moons"), TrainConfig(epochs=3, checkpoints=(3,)),
+                             np.arange(8) + 100 * w, np.full(8, 0.1), np.zeros(8),
+                             np.full(8, 32))  # fmt: skip
+        pops.append(Population(arch, r.weights[:, -1], "moons", f"moons-w{w}"))
+    return WeightDataset.from_populations(pops, DataConfig(heldout=0.0))
+
+
+@pytest.mark.parametrize("max_drop", [-1.0, 0.0, 0.02, 0.1, 1.0])
+def test_ranks_are_the_fewest_components_within_the_accuracy_drop(two_widths, max_drop) -> None:
+    from generators.dataset import measure_property
+    from generators.flow.rank import choose_ranks
+
+    ds = two_widths
+    rows = ds.train_index
+    space = GroupPCA.fit(ds.normalized[rows], ds.group[rows], ds.padded.masks, components=7)
+    ranks = choose_ranks(ds, space, max_drop)
+    for g, grp in enumerate(ds.groups):
+        r = ds.group_rows(g, True)
+        w0 = ds.padded.crop(ds.weights[r], g)
+        base = float(measure_property("val_acc", grp.arch, "moons", w0).mean())
+        drops = []  # reference: rebuild every truncation by hand, from the SVD of the group
+        zg = ds.normalized[r].double()
+        _, _, vh = torch.linalg.svd(zg - zg.mean(0), full_matrices=False)
+        for k in range(1, 7):
+            rec = (zg @ vh[:k].T) @ vh[:k]
+            w = ds.padded.crop(ds.normalizer.denormalize(rec.float(), torch.full((len(r),), g)), g)
+            drops.append(base - float(measure_property("val_acc", grp.arch, "moons", w).mean()))
+        ok = [k for k, d in enumerate(drops, start=1) if d <= max_drop + 1e-6]
+        assert int(ranks[g]) == (ok[0] if ok else 7)
+    if max_drop >= 1.0:
+        assert ranks.tolist() == [1, 1]  # an accuracy drop is never above 1
+    if max_drop < 0:
+        assert ranks.tolist() == [7, 7]  # never satisfied: every group keeps all components
+
+
+def test_flow_with_pca_max_drop_trains_and_samples(two_widths, tmp_path) -> None:
+    from generators import load_generator
+
+    cfg = FlowConfig().with_overrides({"training.max_steps": 5, "model.hidden": 16,
+                                       "model.cond_dim": 8, "model.pca": 7,
+                                       "model.pca_max_drop": 0.02})  # fmt: skip
+    gen = FlowGenerator(cfg)
+    gen.fit(two_widths)
+    assert (gen.space.component_mask.sum(dim=1) <= 7).all()
+    gen.save(tmp_path / "run")
+    back = load_generator(tmp_path / "run")
+    assert torch.equal(back.space.scale, gen.space.scale)
+    assert torch.equal(
+        back.sample(4, width=3, seed=0).weights(), gen.sample(4, width=3, seed=0).weights()
+    )
+    with pytest.raises(ValueError, match=r"model.pca_max_drop needs model.pca > 0"):
+        FlowConfig().with_overrides({"model.pca": 0, "model.pca_max_drop": 0.1})

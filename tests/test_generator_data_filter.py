@@ -1,4 +1,5 @@
-"""The generator's data filter: ``data.exclude_phases`` and ``data.min_val_acc``."""
+"""The generator's data filter: ``data.exclude_phases``, ``data.min_val_acc`` and
+``data.max_norm_ratio``."""
 
 from __future__ import annotations
 
@@ -87,6 +88,22 @@ def test_min_val_acc_keeps_models_at_or_above_the_threshold(moons) -> None:
     ]
 
 
+@pytest.mark.parametrize("ratio", [1.5, 4.0])
+def test_max_norm_ratio_drops_exactly_the_blown_up_models(moons, ratio: float) -> None:
+    arch, w = moons[0]
+    w = w.clone()
+    w[2] *= 50.0  # a run that blew up without collapsing
+    w[4] *= 3.0
+    norm = w.double().norm(dim=1)
+    expected = [i for i in range(len(w)) if norm[i] <= ratio * norm.median()]
+    assert 2 not in expected and len(expected) < len(w)
+    ds = WeightDataset.from_populations(
+        [Population(arch, w, "moons", "a")], DataConfig(property="", max_norm_ratio=ratio)
+    )
+    assert [r for _, r in ds.origin] == expected
+    assert len(WeightDataset.from_populations([Population(arch, w, "moons", "a")])) == len(w)
+
+
 def test_filter_round_trips_through_config_files_and_saved_generators(moons, tmp_path) -> None:
     p = tmp_path / "c.toml"
     p.write_text('[data]\nexclude_phases = ["collapsed", "I"]\nmin_val_acc = 0.25\n')
@@ -116,6 +133,8 @@ def test_config_errors() -> None:
         DataConfig(exclude_phases="collapsed")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match=r"data.min_val_acc must be in \[0, 1\]"):
         DataConfig(min_val_acc=1.5)
+    with pytest.raises(ValueError, match=r"data.max_norm_ratio must be 0 \(off\) or > 1, got 0.5"):
+        DataConfig(max_norm_ratio=0.5)
     with pytest.raises(ValueError, match="unknown phase"):
         FlowConfig().with_overrides({"data.exclude_phases": ["colapsed"]})
     with pytest.raises(ValueError, match=r"data.exclude_phases\[0\] must be a string"):
@@ -140,7 +159,10 @@ def test_filter_errors(moons) -> None:
     with pytest.raises(ValueError, match="leaves no models of population b "):
         WeightDataset.from_populations(pops, DataConfig(exclude_phases=everything[1:]))
     constant = Population(arch, torch.zeros_like(w), "moons", "zeros")  # predicts one class
-    with pytest.raises(ValueError, match=r"min_val_acc=0.9\) leaves no models of population zeros"):
+    with pytest.raises(
+        ValueError,
+        match=r"min_val_acc=0.9, max_norm_ratio=0.0\) leaves no models of population zeros",
+    ):
         WeightDataset.from_populations([constant], DataConfig(min_val_acc=0.9))
 
 

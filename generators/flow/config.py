@@ -16,6 +16,9 @@ class FlowModelConfig:
     """Velocity network and objective.
 
     pca: principal components per group the flow runs on (0: the full padded vector);
+    pca_max_drop: if set, each group keeps only the fewest of those components whose decoded
+    training nets lose at most this much mean validation accuracy (relative validation loss for
+    regression), see :mod:`generators.flow.rank`; None: every group keeps ``pca``;
     whiten: ``group`` scales a group's coefficients by one std (keeps its geometry),
     ``component`` by each component's std; source_std: std of the source noise x0;
     path_sigma: noise added along the path; ot_pairing: minibatch optimal-transport pairs;
@@ -26,6 +29,7 @@ class FlowModelConfig:
     cond_dim: int = 128
     dropout: float = 0.0
     pca: int = 64
+    pca_max_drop: float | None = None
     whiten: str = "group"
     source_std: float = 0.3
     path_sigma: float = 0.0
@@ -37,6 +41,8 @@ class FlowModelConfig:
             raise ValueError("model.hidden and model.cond_dim must be >= 2")
         if self.pca < 0:
             raise ValueError(f"model.pca must be >= 0 (0 = no projection), got {self.pca}")
+        if self.pca_max_drop is not None and self.pca == 0:
+            raise ValueError("model.pca_max_drop needs model.pca > 0 (it picks a rank per group)")
         if self.whiten not in WHITENING:
             raise ValueError(f"model.whiten must be one of {', '.join(WHITENING)}")
         if not 0 <= self.cfg_dropout < 1 or not 0 <= self.dropout < 1:

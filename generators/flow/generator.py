@@ -26,6 +26,7 @@ from generators.flow.config import FlowConfig, FlowModelConfig
 from generators.flow.matching import flow_matching_loss
 from generators.flow.ode import integrate
 from generators.flow.projection import FullSpace, GroupPCA
+from generators.flow.rank import choose_ranks
 from generators.flow.velocity import VelocityNet
 
 SAMPLE_CHUNK = 4096
@@ -74,9 +75,13 @@ class FlowGenerator(WeightGenerator):
         rows = dataset.train_index
         z, group = dataset.normalized[rows], dataset.group[rows]
         masks = dataset.padded.masks
-        self.space = (
-            GroupPCA.fit(z, group, masks, cfg.pca, cfg.whiten) if cfg.pca > 0 else FullSpace(masks)
-        )
+        if cfg.pca > 0:
+            self.space = GroupPCA.fit(z, group, masks, cfg.pca, cfg.whiten)
+            if cfg.pca_max_drop is not None:  # per-group rank: as few as keep the nets working
+                ranks = choose_ranks(dataset, self.space, cfg.pca_max_drop)
+                self.space = GroupPCA.fit(z, group, masks, cfg.pca, cfg.whiten, ranks)
+        else:
+            self.space = FullSpace(masks)
         batch = dataset.batch(rows)
         prop, has_prop = batch.prop, batch.has_prop
         if self.config.augment.interpolations > 0:  # synthetic nets between real ones

@@ -35,9 +35,11 @@ class GroupPCA:
 
     @classmethod
     def fit(
-        cls, z: Tensor, group: Tensor, masks: Tensor, components: int, whiten: str = "group"
-    ) -> GroupPCA:
-        """z: (M, D) normalized training vectors (mean 0 per group), group: (M,) -> per-group PCA."""
+        cls, z: Tensor, group: Tensor, masks: Tensor, components: int, whiten: str = "group",
+        ranks: Tensor | None = None,
+    ) -> GroupPCA:  # fmt: skip
+        """z: (M, D) normalized training vectors (mean 0 per group), group: (M,) -> per-group PCA
+        with ``components`` directions, or ``ranks[g]`` (<= components) for group g."""
         n_groups, dim = masks.shape
         sizes = [int((group == g).sum()) for g in range(n_groups)]
         k = max(1, min(components, max(sizes) - 1)) if max(sizes) > 1 else 1
@@ -48,13 +50,14 @@ class GroupPCA:
             zg = z[group == g].double()  # (M_g, D)
             zg = zg - zg.mean(dim=0)
             _, s, vh = torch.linalg.svd(zg, full_matrices=False)
-            r = min(k, int((s > 1e-6 * s.max().clamp_min(1e-12)).sum()))
+            kg = k if ranks is None else min(k, int(ranks[g]))
+            r = min(kg, int((s > 1e-6 * s.max().clamp_min(1e-12)).sum()))
             basis[g, :r] = vh[:r].float()
             comp_std = s[:r] / max(len(zg) - 1, 1) ** 0.5
             scale[g, :r] = (
                 comp_std.pow(2).mean().sqrt().float() if whiten == "group" else comp_std.float()
             )
-            residual[g] = loo_residual(zg, k, int(masks[g].sum()))
+            residual[g] = loo_residual(zg, kg, int(masks[g].sum()))
         return cls(basis, scale, residual)
 
     @property
