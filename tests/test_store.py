@@ -13,7 +13,7 @@ from zoo_fixtures import tiny_spec_dict
 from pipelines.build import build_zoo
 from zoo import open_zoo
 from zoo.spec import ZooSpec
-from zoo.store import StoreError, create_or_check
+from zoo.store import ATTR_KEY, StoreError, create_or_check
 from zoo.tasks import get_task
 from zoo.training import METRIC_NAMES, Status, TrainConfig, train_population
 
@@ -95,6 +95,23 @@ def test_different_spec_is_refused_and_nothing_changes(built: str) -> None:
     with pytest.raises(StoreError, match=r"different spec \(differs in: epochs, checkpoints\)"):
         build_zoo(other, built, workers=0, metrics=False)
     assert torch.equal(open_zoo(built).populations["moons-mlp-w4"].weights(), before)
+
+
+def test_a_store_from_before_shared_init_reads_as_shared_and_refuses_per_model_seeds(
+    tmp_path: Path,
+) -> None:
+    path = str(tmp_path / "old.zarr")
+    build_zoo(ZooSpec.from_dict(tiny_spec_dict(shared_init=True)), path, workers=0, metrics=False)
+    root = zarr.open_group(path, mode="r+")
+    attrs = dict(root.attrs[ATTR_KEY])
+    attrs["spec"] = {k: v for k, v in attrs["spec"].items() if k != "shared_init"}  # old record
+    root.attrs[ATTR_KEY] = attrs
+    before = open_zoo(path).populations["moons-mlp-w4"].weights().clone()
+    assert open_zoo(path).spec.shared_init
+    with pytest.raises(StoreError, match=r"different spec \(differs in: shared_init\)"):
+        build_zoo(ZooSpec.from_dict(tiny_spec_dict()), path, workers=0, metrics=False)
+    build_zoo(ZooSpec.from_dict(tiny_spec_dict(shared_init=True)), path, workers=0, metrics=False)
+    assert torch.equal(open_zoo(path).populations["moons-mlp-w4"].weights(), before)
 
 
 def test_not_a_store(tmp_path: Path) -> None:

@@ -245,6 +245,13 @@ class ZooSpec:
         return spec.resolve() if resolve else spec
 
     @classmethod
+    def from_stored(cls, d: dict) -> ZooSpec:
+        """The spec recorded in a store. Stores written before ``shared_init`` existed gave seed s
+        of every cell one initialization, so a record without the field means ``shared_init``;
+        resuming such a store with a per-model-seed spec is then refused, not silently mixed."""
+        return cls.from_dict({"shared_init": True, **d}, resolve=False)
+
+    @classmethod
     def _from_dict(cls, d: dict) -> ZooSpec:
         d = dict(d)
         known = {f.name for f in fields(cls)}

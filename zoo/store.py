@@ -120,7 +120,7 @@ def create_or_check(location: str | Path, spec: ZooSpec) -> zarr.Group:
     if exists:
         if not _is_weightzoo(root):
             raise StoreError(f"{location} is a Zarr group but not a weightzoo store")
-        stored = ZooSpec.from_dict(root.attrs[ATTR_KEY]["spec"], resolve=False)
+        stored = ZooSpec.from_stored(root.attrs[ATTR_KEY]["spec"])
         if not root.attrs[ATTR_KEY].get("complete", False) and not stored.diff(spec):
             return _create(location, spec)  # creation was interrupted: nothing trained yet
         diff = stored.diff(spec)
@@ -312,7 +312,7 @@ class Zoo:
 
     @cached_property
     def spec(self) -> ZooSpec:
-        return ZooSpec.from_dict(self.attrs["spec"], resolve=False)
+        return ZooSpec.from_stored(self.attrs["spec"])
 
     @cached_property
     def populations(self) -> dict[str, StoredPopulation]:
