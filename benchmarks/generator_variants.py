@@ -33,10 +33,11 @@ RESULTS = Path(__file__).resolve().parent / "results" / "generator_variants.json
 
 # name -> (config overrides, sampling options)
 VARIANTS: dict[str, tuple[dict, dict]] = {
-    "default (augment 4, pca <= 16 within 2 points)": ({}, {}),
+    "default (augment 4, pca <= 16 within 5 points)": ({}, {}),
     "no augmentation": ({"augment.interpolations": 0}, {}),
     "guidance 2": ({}, {"guidance": 2.0}),
-    "temperature 1": ({}, {"temperature": 1.0}),
+    "pca_max_drop 0.02": ({"model.pca_max_drop": 0.02}, {}),
+    "pca_max_drop 0.1": ({"model.pca_max_drop": 0.1}, {}),
     "pca 6 in every group": ({"model.pca": 6, "model.pca_max_drop": None}, {}),
     "no max_norm_ratio": ({"data.max_norm_ratio": 0.0}, {}),
     "raw weights": ({"data.canonical": False}, {}),
