@@ -364,8 +364,9 @@ def select_rows(
     if len(rows) == 0:
         raise ValueError(
             f"the data filter (exclude_phases={config.exclude_phases}, min_val_acc="
-            f"{config.min_val_acc}, max_norm_ratio={config.max_norm_ratio}) leaves no models of population {pop.name} ({pop.task}, "
-            f"width {pop.arch.width}): relax the filter or leave the population out"
+            f"{config.min_val_acc}, max_norm_ratio={config.max_norm_ratio}) leaves no models of "
+            f"population {pop.name} ({pop.task}, width {pop.arch.width}): relax the filter or "
+            "leave the population out"
         )
     return rows, w
 
