@@ -76,10 +76,11 @@ class FlowGenerator(WeightGenerator):
         z, group = dataset.normalized[rows], dataset.group[rows]
         masks = dataset.padded.masks
         if cfg.pca > 0:
-            self.space = GroupPCA.fit(z, group, masks, cfg.pca, cfg.whiten)
+            ranks = None
             if cfg.pca_max_drop is not None:  # per-group rank: as few as keep the nets working
-                ranks = choose_ranks(dataset, self.space, cfg.pca_max_drop)
-                self.space = GroupPCA.fit(z, group, masks, cfg.pca, cfg.whiten, ranks)
+                probe = GroupPCA.fit(z, group, masks, cfg.pca, cfg.whiten, residual=False)
+                ranks = choose_ranks(dataset, probe, cfg.pca_max_drop)
+            self.space = GroupPCA.fit(z, group, masks, cfg.pca, cfg.whiten, ranks)
         else:
             self.space = FullSpace(masks)
         batch = dataset.batch(rows)

@@ -36,16 +36,18 @@ class GroupPCA:
     @classmethod
     def fit(
         cls, z: Tensor, group: Tensor, masks: Tensor, components: int, whiten: str = "group",
-        ranks: Tensor | None = None,
+        ranks: Tensor | None = None, residual: bool = True,
     ) -> GroupPCA:  # fmt: skip
         """z: (M, D) normalized training vectors (mean 0 per group), group: (M,) -> per-group PCA
-        with ``components`` directions, or ``ranks[g]`` (<= components) for group g."""
+        with ``components`` directions, or ``ranks[g]`` (<= components) for group g.
+        ``residual=False`` skips the leave-one-out residual (left at 0), the costly part, for a
+        fit that only serves to choose the ranks."""
         n_groups, dim = masks.shape
         sizes = [int((group == g).sum()) for g in range(n_groups)]
         k = max(1, min(components, max(sizes) - 1)) if max(sizes) > 1 else 1
         basis = torch.zeros(n_groups, k, dim)
         scale = torch.zeros(n_groups, k)
-        residual = torch.zeros(n_groups)
+        residuals = torch.zeros(n_groups)
         for g in range(n_groups):
             zg = z[group == g].double()  # (M_g, D)
             zg = zg - zg.mean(dim=0)
@@ -57,8 +59,9 @@ class GroupPCA:
             scale[g, :r] = (
                 comp_std.pow(2).mean().sqrt().float() if whiten == "group" else comp_std.float()
             )
-            residual[g] = loo_residual(zg, kg, int(masks[g].sum()))
-        return cls(basis, scale, residual)
+            if residual:
+                residuals[g] = loo_residual(zg, kg, int(masks[g].sum()))
+        return cls(basis, scale, residuals)
 
     @property
     def components(self) -> int:

@@ -20,34 +20,31 @@ from generators.flow.projection import GroupPCA
 from zoo.tasks import get_task
 
 
-def reconstruction_drop(dataset: WeightDataset, space: GroupPCA, g: int, k: int) -> float:
-    """How much worse group g's training nets get when kept to their first k components: the
-    drop of mean validation accuracy (classification) or the relative rise of mean validation
-    loss (regression)."""
+def mean_metric(dataset: WeightDataset, g: int, metric: str, w: Tensor) -> float:
+    """Mean ``metric`` (``val_acc`` or ``val_loss``) of group g's nets w (M, D), padded."""
     grp = dataset.groups[g]
-    rows = dataset.group_rows(g, True)
-    z = dataset.normalized[rows]  # (M_g, D)
-    c = space.encode(z, g)  # (M_g, K)
-    c[:, k:] = 0.0
-    rec = dataset.normalizer.denormalize(space.decode(c, g), torch.full((len(rows),), g))
-    w0, w1 = dataset.padded.crop(dataset.weights[rows], g), dataset.padded.crop(rec, g)
-    if get_task(grp.task).kind == "classification":
-        a0 = measure_property("val_acc", grp.arch, grp.task, w0).mean()
-        a1 = measure_property("val_acc", grp.arch, grp.task, w1).mean()
-        return float(a0 - a1)
-    l0 = measure_property("val_loss", grp.arch, grp.task, w0).mean()
-    l1 = measure_property("val_loss", grp.arch, grp.task, w1).mean()
-    return float((l1 - l0) / l0.abs().clamp_min(1e-12))
+    return float(measure_property(metric, grp.arch, grp.task, dataset.padded.crop(w, g)).mean())
 
 
 def choose_ranks(dataset: WeightDataset, space: GroupPCA, max_drop: float) -> Tensor:
     """(G,) per group, the fewest components (at most the group's own rank in ``space``) whose
-    reconstructions lose at most ``max_drop`` (see :func:`reconstruction_drop`)."""
+    decoded training nets lose at most ``max_drop``: of mean validation accuracy
+    (classification), or relative mean validation loss (regression)."""
     full = space.component_mask.sum(dim=1)  # (G,)
     ranks = full.clone()
-    for g in range(len(dataset.groups)):
+    for g, grp in enumerate(dataset.groups):
+        classify = get_task(grp.task).kind == "classification"
+        metric = "val_acc" if classify else "val_loss"
+        rows = dataset.group_rows(g, True)
+        base = mean_metric(dataset, g, metric, dataset.weights[rows])
+        coef = space.encode(dataset.normalized[rows], g)  # (M_g, K)
+        gid = torch.full((len(rows),), g)
         for k in range(1, int(full[g])):
-            if reconstruction_drop(dataset, space, g, k) <= max_drop:
+            kept = torch.cat([coef[:, :k], torch.zeros_like(coef[:, k:])], dim=1)  # first k
+            decoded = dataset.normalizer.denormalize(space.decode(kept, g), gid)  # (M_g, D)
+            value = mean_metric(dataset, g, metric, decoded)
+            drop = base - value if classify else (value - base) / max(abs(base), 1e-12)
+            if drop <= max_drop:
                 ranks[g] = k
                 break
     return ranks
