@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
+from zoo_fixtures import trained_moons
 
 from generators import AugmentConfig, DataConfig, FlowConfig, FlowGenerator, WeightDataset
 from generators.augmentation import interpolate_models, worse_than_parents
-from zoo import MLP, Population, TrainConfig, get_task, train_population
+from zoo import Population, get_task
 from zoo.training import evaluate
 
 TINY = {"training.max_steps": 3, "training.batch_size": 8, "model.hidden": 16,
@@ -20,12 +20,8 @@ def pops() -> list[Population]:
     """Two trained moons populations (widths 3 and 5) of 5 models, and one of a single model."""
     out = []
     for w, m in ((3, 5), (5, 5), (4, 1)):
-        arch = MLP(width=w, in_shape=(2,), num_outputs=2, depth=1)
-        r = train_population(
-            arch, get_task("moons"), TrainConfig(epochs=1, checkpoints=(1,)),
-            np.arange(m) + 10 * w, np.full(m, 0.1), np.zeros(m), np.full(m, 64),
-        )  # fmt: skip
-        out.append(Population(arch, r.weights[:, -1], "moons", f"w{w}"))
+        arch, weights = trained_moons(w, m, seed_offset=10 * w)
+        out.append(Population(arch, weights, "moons", f"w{w}"))
     return out
 
 

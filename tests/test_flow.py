@@ -5,9 +5,9 @@ from __future__ import annotations
 import itertools
 import math
 
-import numpy as np
 import pytest
 import torch
+from zoo_fixtures import trained_moons
 
 from generators import DataConfig, FlowConfig, FlowGenerator, WeightDataset
 from generators.flow import GroupPCA, flow_matching_loss, integrate, ot_pair
@@ -126,15 +126,11 @@ def test_group_pca_with_ranks_keeps_the_leading_directions() -> None:
 @pytest.fixture(scope="module")
 def two_widths() -> WeightDataset:
     """Trained moons MLPs of widths 3 and 6, 8 models each."""
-    from zoo import TrainConfig, get_task, train_population
-
-    pops = []
-    for w in (3, 6):
-        arch = MLP(width=w, in_shape=(2,), num_outputs=2, depth=1)
-        r = train_population(arch, get_task("moons"), TrainConfig(epochs=3, checkpoints=(3,)),
-                             np.arange(8) + 100 * w, np.full(8, 0.1), np.zeros(8),
-                             np.full(8, 32))  # fmt: skip
-        pops.append(Population(arch, r.weights[:, -1], "moons", f"moons-w{w}"))
+    pops = [
+        Population(*trained_moons(w, 8, epochs=3, seed_offset=100 * w, batch_size=32), "moons",
+                   f"moons-w{w}")
+        for w in (3, 6)
+    ]  # fmt: skip
     return WeightDataset.from_populations(pops, DataConfig(heldout=0.0))
 
 

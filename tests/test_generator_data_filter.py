@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from zoo_fixtures import tiny_spec_dict
+from zoo_fixtures import tiny_spec_dict, trained_moons
 
 from generators import DataConfig, FlowConfig, FlowGenerator, WeightDataset, load_generator
-from zoo import MLP, Population, TrainConfig, get_task, train_population
+from zoo import MLP, Population
 from zoo.landscape.phases import PHASE_CODES
 from zoo.spec import ZooSpec
 from zoo.store import open_group, open_zoo
@@ -23,21 +23,10 @@ PRESET = Path(__file__).resolve().parents[1] / "data" / "generators" / "flow.tom
 C = PHASE_CODES  # phase name -> code
 
 
-def mlp(width: int) -> MLP:
-    return MLP(width=width, in_shape=(2,), num_outputs=2, depth=1)
-
-
 @pytest.fixture(scope="module")
 def moons() -> list[tuple[MLP, torch.Tensor]]:
     """(arch, weights) of two tiny trained moons populations (widths 3 and 5), 6 models each."""
-    out = []
-    for w in (3, 5):
-        r = train_population(
-            mlp(w), get_task("moons"), TrainConfig(epochs=1, checkpoints=(1,)),
-            np.arange(6) + 10 * w, np.full(6, 0.1), np.zeros(6), np.full(6, 64),
-        )  # fmt: skip
-        out.append((mlp(w), r.weights[:, -1]))
-    return out
+    return [trained_moons(w, 6, seed_offset=10 * w) for w in (3, 5)]
 
 
 CODES = {  # per-model phase codes of the two populations

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
+from zoo_fixtures import trained_moons
 
 from generators import (
     DataConfig,
@@ -20,7 +20,7 @@ from generators import (
     save_population,
 )
 from generators.normalization import STD_FLOOR, Normalizer
-from zoo import MLP, Population, TrainConfig, get_task, train_population
+from zoo import MLP, Population
 
 TINY = {"training.max_steps": 30, "training.batch_size": 16, "model.hidden": 32,
         "model.cond_dim": 16}  # fmt: skip
@@ -33,15 +33,10 @@ def mlp(width: int, depth: int = 1) -> MLP:
 @pytest.fixture(scope="module")
 def moons_pops() -> list[Population]:
     """Two tiny trained populations (widths 3 and 5) on moons, 6 models each."""
-    task = get_task("moons")
-    pops = []
-    for w in (3, 5):
-        r = train_population(
-            mlp(w), task, TrainConfig(epochs=2, checkpoints=(2,)), np.arange(6) + 10 * w,
-            np.full(6, 0.1), np.zeros(6), np.full(6, 64),
-        )  # fmt: skip
-        pops.append(Population(mlp(w), r.weights[:, -1], "moons", f"moons-w{w}"))
-    return pops
+    return [
+        Population(*trained_moons(w, 6, epochs=2, seed_offset=10 * w), "moons", f"moons-w{w}")
+        for w in (3, 5)
+    ]
 
 
 @pytest.fixture(scope="module")

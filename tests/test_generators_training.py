@@ -9,7 +9,7 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
-from zoo_fixtures import tiny_spec_dict
+from zoo_fixtures import tiny_spec_dict, trained_moons
 
 from generators import FlowConfig, FlowGenerator, WeightDataset, load_generator, load_population
 from pipelines.cli import main
@@ -23,12 +23,7 @@ TINY = {"training.max_steps": 40, "training.batch_size": 16, "model.hidden": 32,
 
 @pytest.fixture(scope="module")
 def dataset() -> WeightDataset:
-    pops = []
-    for w in (3, 5):
-        arch = MLP(width=w, in_shape=(2,), num_outputs=2, depth=1)
-        r = train_population(arch, get_task("moons"), TrainConfig(epochs=1, checkpoints=(1,)),
-                             np.arange(6), np.full(6, 0.1), np.zeros(6), np.full(6, 64))  # fmt: skip
-        pops.append(Population(arch, r.weights[:, -1], "moons", f"w{w}"))
+    pops = [Population(*trained_moons(w, 6), "moons", f"w{w}") for w in (3, 5)]
     return WeightDataset.from_populations(pops)
 
 

@@ -1,6 +1,31 @@
-"""Tiny zoo specs shared by the store, build and CLI tests (fast on 2 cores)."""
+"""Tiny zoos shared by the tests (fast on 2 cores): a spec for the store, build and CLI tests,
+and directly trained moons MLP populations for the generator tests."""
 
 from __future__ import annotations
+
+import numpy as np
+from torch import Tensor
+
+from zoo import MLP, TrainConfig, get_task, train_population
+
+
+def moons_mlp(width: int) -> MLP:
+    """A 1-hidden-layer MLP for moons (2 inputs, 2 classes)."""
+    return MLP(width=width, in_shape=(2,), num_outputs=2, depth=1)
+
+
+def trained_moons(
+    width: int, models: int, epochs: int = 1, seed_offset: int = 0, batch_size: int = 64
+) -> tuple[MLP, Tensor]:
+    """(arch, final weights (models, N)) of moons MLPs trained with SGD at learning rate 0.1 and
+    no weight decay; model i has seed ``seed_offset + i``."""
+    arch = moons_mlp(width)
+    r = train_population(
+        arch, get_task("moons"), TrainConfig(epochs=epochs, checkpoints=(epochs,)),
+        np.arange(models) + seed_offset, np.full(models, 0.1), np.zeros(models),
+        np.full(models, batch_size),
+    )  # fmt: skip
+    return arch, r.weights[:, -1]
 
 
 def tiny_spec_dict(**over: object) -> dict:
