@@ -114,8 +114,8 @@ def run_demo(
                      f"{folds}-fold cross-validated")  # fmt: skip
 
         reports[name] = cross_validate(
-            partial(preset_flow, overrides), store, folds, out / folder, EvalSettings(n=n), max_steps=max_steps,
-            label=f"flow, {name}", console=console,
+            partial(preset_flow, overrides), store, folds, out / folder, EvalSettings(n=n),
+            max_steps=max_steps, label=f"flow, {name}", console=console,
         )  # fmt: skip
         train_seconds[name] = max(reports[name]["train_seconds"])
     timings["train_and_evaluate"] = time.perf_counter() - t0
@@ -140,8 +140,8 @@ def run_demo(
     console.print(
         f"1,000 nets of width {pop.arch.width} sampled in {timings['sample_1000']:.2f} s; "
         f"total {timings['total']:.0f} s (zoo {timings['build']:.0f} s, canonicalize "
-        f"{timings['canonicalize']:.0f} s, {len(VARIANTS) * folds} generators trained and evaluated "
-        f"{timings['train_and_evaluate']:.0f} s)"
+        f"{timings['canonicalize']:.0f} s, {len(VARIANTS) * folds} generators trained and "
+        f"evaluated {timings['train_and_evaluate']:.0f} s)"
     )
     console.print(f"plots: {', '.join(result['plots'])}", highlight=False)
     console.print(f"{n} generated nets: {samples}; results: {out / 'demo.json'}")

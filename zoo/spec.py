@@ -3,10 +3,11 @@
 A spec crosses a **load-like** axis (model width, or training-set fraction) with a
 **temperature-like** axis (learning rate, batch size or weight decay), with ``seeds`` models per
 grid cell, for each task. Every model has its own seed (``cell * seeds + s``) unless
-``shared_init`` is set, in which case seed ``s`` of every cell starts from the same
-initialization (a controlled comparison across cells, but the zoo's nets are then near-aligned in
-raw weights, which hides what canonicalization does). Models that share one parameter layout (task x architecture x width)
-form a *population*; :meth:`ZooSpec.plan` lists the populations and every model's hyperparameters.
+``shared_init`` is set, in which case seed ``s`` of every cell starts from the same initialization
+(a controlled comparison across cells, but the zoo's nets are then near-aligned in raw weights,
+which hides what canonicalization does). Models that share one parameter layout (task x
+architecture x width) form a *population*; :meth:`ZooSpec.plan` lists the populations and every
+model's hyperparameters.
 """
 
 from __future__ import annotations
@@ -210,7 +211,8 @@ class ZooSpec:
                         cell = li * len(self.temperature.values) + ti
                         for s in range(self.seeds):
                             h = {
-                                "seed": self.model_seed(cell, s), "width": width, "data_fraction": 1.0,
+                                "seed": self.model_seed(cell, s), "width": width,
+                                "data_fraction": 1.0,
                                 "learning_rate": self.training.learning_rate,
                                 "batch_size": self.training.batch_size,
                                 "weight_decay": self.training.weight_decay,
