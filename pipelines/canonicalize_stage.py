@@ -158,7 +158,7 @@ def _write(group, weights: np.ndarray, perms: dict[str, np.ndarray], attrs: dict
 def canonicalize_zoo(
     store: str | Path,
     method: str = "weight-matching",
-    reference: str = "medoid",
+    reference: str = "barycenter",
     populations: list[str] | None = None,
     seed: int = 0,
     overwrite: bool = False,

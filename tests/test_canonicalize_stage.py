@@ -77,6 +77,7 @@ def test_canonical_weights_are_written_and_compute_the_same_functions(store: Pat
         assert torch.isnan(canon[~done]).all()
         g = pop.group["canonical"]
         assert g.attrs["complete"] and g.attrs["method"] == "weight-matching"
+        assert g.attrs["reference"] == "barycenter"  # the default: generators do better on it
         assert pop.status[g.attrs["reference_index"]] == Status.DONE
         for i in np.flatnonzero(done):
             perm = Permutation(

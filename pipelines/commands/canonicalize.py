@@ -15,7 +15,10 @@ def canonicalize(
     method: Annotated[
         str, typer.Option(help="weight-matching | transfusion | smooth")
     ] = "weight-matching",
-    reference: Annotated[str, typer.Option(help="medoid | barycenter")] = "medoid",
+    reference: Annotated[
+        str,
+        typer.Option(help="barycenter | medoid (see README: barycenter gives better generators)"),
+    ] = "barycenter",
     population: Annotated[
         list[str] | None, typer.Option(help="population name (repeat for several; default all)")
     ] = None,
