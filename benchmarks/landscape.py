@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from pipelines.presets import default_spec
 from zoo import MLP
 from zoo.landscape import PopulationHessian, fixed_batches
 from zoo.landscape.grid import LandscapeConfig, measure_population
@@ -31,7 +32,6 @@ from zoo.tasks import get_task
 from zoo.training import train_population
 
 RESULTS = Path(__file__).resolve().parent / "results" / "landscape.json"
-DEFAULT_SPEC = Path(__file__).resolve().parents[1] / "data" / "specs" / "default.toml"
 
 
 def bench_default_build() -> dict:
@@ -47,7 +47,7 @@ def bench_default_build() -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         store = str(Path(tmp) / "zoo.zarr")
         t0 = time.perf_counter()
-        build_zoo(DEFAULT_SPEC, store, metrics=False)
+        build_zoo(default_spec(), store, metrics=False)
         t_build = time.perf_counter() - t0
         shared = str(Path(tmp) / "shared.zarr")
         shutil.copytree(store, shared, ignore=shutil.ignore_patterns(".build.lock"))
@@ -81,7 +81,7 @@ def _warm_up() -> bool:
 def bench_per_model(widths: list[int]) -> list[dict]:
     """Train one population of the default preset per width, then measure it (1 thread)."""
     torch.set_num_threads(1)
-    spec = ZooSpec.from_toml(DEFAULT_SPEC)
+    spec = ZooSpec.from_toml(default_spec())
     task = get_task(spec.tasks[0], seed=spec.split_seed)
     rows = []
     for plan in spec.plan():

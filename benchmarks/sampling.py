@@ -29,8 +29,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from generators import WeightDataset, load_generator, make_generator  # noqa: E402
-from pipelines.demo import DEFAULT_FLOW  # noqa: E402
 from pipelines.evaluate import accuracy, dataset_for  # noqa: E402
+from pipelines.presets import generator_preset  # noqa: E402
 from zoo import get_task, train_population  # noqa: E402
 from zoo.store import open_zoo  # noqa: E402
 
@@ -77,7 +77,7 @@ def main() -> None:
     ensure_zoo(args.zoo)
     train_seconds = train_cpu = None
     if args.run is None:
-        gen = make_generator("flow", DEFAULT_FLOW)
+        gen = make_generator("flow", generator_preset("flow"))
         ds = WeightDataset.from_zoo(str(args.zoo), None, gen.config.data)
         t0, c0 = time.perf_counter(), time.process_time()
         gen.fit(ds)

@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from pipelines.cluster import cpu_count, dask_client, threads_per_worker
+from pipelines.presets import default_spec
 from zoo.architectures import architecture_from_dict
 from zoo.spec import ZooSpec
 from zoo.store import Zoo, create_or_check, open_group, open_zoo, write_chunk
@@ -27,7 +28,6 @@ from zoo.store_lock import BuildLock
 from zoo.tasks import TaskData, get_task
 from zoo.training import Status, TrainConfig, train_population
 
-DEFAULT_SPEC = Path(__file__).resolve().parents[1] / "data" / "specs" / "default.toml"
 FINAL = (Status.DONE, Status.DIVERGED)
 
 
@@ -54,7 +54,7 @@ def load_spec(spec_or_path: ZooSpec | str | Path | None, data_root: str | None =
     overrides = {"data_root": data_root} if data_root else {}
     if isinstance(spec_or_path, ZooSpec):
         return replace(spec_or_path, **overrides)
-    return ZooSpec.from_toml(spec_or_path or DEFAULT_SPEC, **overrides)
+    return ZooSpec.from_toml(spec_or_path or default_spec(), **overrides)
 
 
 def pending_chunks(location: str | Path) -> list[Chunk]:

@@ -20,7 +20,6 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-DEFAULT_FLOW = Path(__file__).resolve().parents[1] / "data" / "generators" / "flow.toml"
 # the generators the demo compares: name -> (run folder, overrides of the default config)
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "canonical": ("flow-canonical", {"data.canonical": True}),
@@ -30,10 +29,12 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
 
 
 def preset_flow(overrides: dict[str, Any]) -> Any:
-    """A fresh flow generator with the shipped preset (``DEFAULT_FLOW``) and dotted overrides."""
+    """A fresh flow generator with the shipped preset (``data/generators/flow.toml``) and dotted
+    overrides."""
     from generators import make_generator
+    from pipelines.presets import generator_preset
 
-    gen = make_generator("flow", DEFAULT_FLOW)
+    gen = make_generator("flow", generator_preset("flow"))
     gen.config = gen.config.with_overrides(overrides)
     return gen
 

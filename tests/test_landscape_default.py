@@ -7,14 +7,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipelines.build import DEFAULT_SPEC, build_zoo
+from pipelines.build import build_zoo
+from pipelines.presets import default_spec
 from pipelines.report import task_grids
 from zoo.landscape.phases import PHASE_CODES, PHASES
 
 
 @pytest.mark.slow
 def test_default_preset_phase_map_is_plausible(tmp_path: Path) -> None:
-    zoo = build_zoo(DEFAULT_SPEC, tmp_path / "zoo.zarr", workers=2)  # metrics stage included
+    zoo = build_zoo(default_spec(), tmp_path / "zoo.zarr", workers=2)  # metrics stage included
     (grid,) = task_grids(zoo).values()
     loss, acc = grid.values["train_loss"], grid.values["test_acc"]
     phase = grid.values["phase"].astype(int)

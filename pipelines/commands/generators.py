@@ -53,11 +53,11 @@ def train_generator_cmd(
 ) -> None:
     """Train a weight generator on a zoo (canonical weights unless --raw) into a run dir."""
     from generators import WeightDataset, make_generator
-    from pipelines.demo import DEFAULT_FLOW
     from pipelines.generator_training import train_generator
+    from pipelines.presets import generator_preset
 
     if config is None:  # the shipped preset, as `zoo demo` uses it; built-in defaults without it
-        preset = DEFAULT_FLOW.parent / f"{kind.value}.toml"
+        preset = generator_preset(kind.value)
         config = preset if preset.is_file() else None
     gen = make_generator(kind.value, config)
     overrides = {"data.canonical": not raw}
