@@ -7,6 +7,10 @@ distance ratio and the prediction disagreement with the nearest training net, ag
 disagreement of held-out real nets; the spread of the accuracy ratio over the folds shows how
 much one 80/20 split alone would move it. No timings: these are quality figures.
 
+One reference row involves no generator: the augmentation's interpolations between two training
+nets (kept when no worse than the worse parent), drawn directly and scored with the same
+metrics. It shows where the flow's own training data sits on the accuracy / novelty trade-off.
+
     python benchmarks/generator_variants.py [--zoo STORE] [--only NAME ...] [--folds K]
 """
 
@@ -16,6 +20,7 @@ import argparse
 import json
 import sys
 import tempfile
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
@@ -23,11 +28,25 @@ from pathlib import Path
 # shadow the ``canonicalize`` package that the pipeline imports: drop the folder first.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
 from rich.console import Console  # noqa: E402
 
+from generators import WeightDataset  # noqa: E402
+from generators.augmentation import interpolate_models  # noqa: E402
 from pipelines.crossval import cross_validate  # noqa: E402
 from pipelines.demo import preset_flow  # noqa: E402
-from pipelines.evaluate import EvalSettings  # noqa: E402
+from pipelines.evaluate import (  # noqa: E402
+    EvalSettings,
+    accuracy,
+    disagreement,
+    mean_pairwise_disagreement,
+    nn_distances,
+    novelty,
+    predictions,
+    ratio,
+)
+from zoo.tasks import get_task  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "generator_variants.json"
 
@@ -45,6 +64,43 @@ VARIANTS: dict[str, tuple[dict, dict]] = {
 }
 KEYS = ("acc_ratio_free", "acc_ratio_matched", "distance_ratio", "nn_disagreement",
         "real_nn_disagreement", "diversity")  # fmt: skip
+
+
+REFERENCE = "reference: interpolations between training nets, no generator"
+
+
+def interpolation_reference(zoo: str, folds: int, per_net: int = 8) -> dict[str, float]:
+    """The default preset's augmentation drawn directly, ``per_net`` candidates per training net
+    (kept if no worse than the worse parent on validation accuracy), per fold and group, scored
+    like generated nets: accuracy pooled over folds, novelty averaged over folds and groups."""
+    gen_acc: dict[int, list[float]] = {}
+    held_acc: list[float] = []
+    dist, dis, real_dis, div = [], [], [], []
+    for f in range(folds):
+        cfg = preset_flow({"data.folds": folds, "data.fold": f}).config
+        ds = WeightDataset.from_zoo(zoo, None, cfg.data)
+        aug = interpolate_models(
+            ds, replace(cfg.augment, interpolations=per_net), cfg.training.seed
+        )
+        for g, grp in enumerate(ds.groups):
+            arch, task = grp.arch, get_task(grp.task)
+            train_w, held_w = ds.group_weights(g, True), ds.group_weights(g, False)
+            w = ds.padded.crop(aug.weights[aug.group == g], g)  # (K, N)
+            p, train_p = predictions(arch, task, w), predictions(arch, task, train_w)
+            gen_acc.setdefault(g, []).extend(accuracy(arch, task, w).tolist())
+            held_acc.extend(accuracy(arch, task, held_w).tolist())
+            nov = novelty(w, train_w, p, train_p)
+            dist.append(nov["distance_ratio"])
+            dis.append(nov["nn_disagreement"])
+            _, nearest = nn_distances(held_w, train_w)
+            real_dis.append(float(disagreement(predictions(arch, task, held_w),
+                                               train_p[nearest]).mean()))  # fmt: skip
+            div.append(mean_pairwise_disagreement(p))
+    generated = float(np.mean([np.mean(a) for a in gen_acc.values()]))
+    return {"acc_ratio_free": ratio(generated, float(np.mean(held_acc))),
+            "acc_ratio_matched": float("nan"), "distance_ratio": float(np.mean(dist)),
+            "nn_disagreement": float(np.mean(dis)), "real_nn_disagreement": float(np.mean(real_dis)),
+            "diversity": float(np.mean(div))}  # fmt: skip
 
 
 def main() -> None:
@@ -74,6 +130,11 @@ def main() -> None:
         }  # fmt: skip
         console.print(name, {k: round(s[k], 3) for k in KEYS})
         RESULTS.parent.mkdir(exist_ok=True)
+        RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+    if not args.only or REFERENCE in args.only:
+        torch.manual_seed(0)
+        results[REFERENCE] = {"folds": args.folds, **interpolation_reference(args.zoo, args.folds)}
+        console.print(REFERENCE, {k: round(v, 3) for k, v in results[REFERENCE].items()})
         RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     console.print(f"results: {RESULTS}")
 
