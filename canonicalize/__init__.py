@@ -15,6 +15,7 @@ from canonicalize.population import (
     AlignedPopulation,
     align_population,
     mean_pairwise_distance,
+    median_pairwise_distance,
     medoid_index,
 )
 from canonicalize.smoothing import smooth, total_variation
@@ -23,7 +24,8 @@ from canonicalize.weight_matching import weight_matching
 
 __all__ = [
     "Permutation", "weight_matching", "transfusion", "smooth", "total_variation",
-    "AlignedPopulation", "align_population", "mean_pairwise_distance", "medoid_index",
+    "AlignedPopulation", "align_population", "mean_pairwise_distance", "median_pairwise_distance",
+    "medoid_index",
     "REFERENCES", "METHOD_NAMES", "Canonicalizer", "WeightMatching", "TransFusion",
     "Smoothing", "method_from_name",
 ]  # fmt: skip

@@ -68,6 +68,14 @@ def mean_pairwise_distance(weights: Tensor) -> float:
     return float(torch.pdist(weights.double()).mean())
 
 
+def median_pairwise_distance(weights: Tensor) -> float:
+    """Median L2 distance over all pairs of rows of (M, N); 0 for fewer than two rows. Unlike
+    the mean, one blown-up model (a norm many times the others') barely moves it."""
+    if len(weights) < 2:
+        return 0.0
+    return float(torch.pdist(weights.double()).median())
+
+
 def medoid_index(weights: Tensor) -> int:
     """Row of (M, N) with the smallest sum of L2 distances to all rows."""
     w = weights.double()

@@ -26,7 +26,7 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from canonicalize import METHOD_NAMES, REFERENCES, align_population
+from canonicalize import METHOD_NAMES, REFERENCES, align_population, median_pairwise_distance
 from zoo.architectures import architecture_from_dict
 from zoo.store import MAX_INNER_CHUNK, StoreError, open_group, open_zoo
 from zoo.store_lock import BuildLock
@@ -37,7 +37,9 @@ GROUP = "canonical"
 
 @dataclass(frozen=True)
 class CanonicalResult:
-    """What one population's task did (``skipped``: diverged/failed models left NaN)."""
+    """What one population's task did (``skipped``: diverged/failed models left NaN).
+    distance_*: mean pairwise L2 of the aligned models; median_*: the median, which one blown-up
+    model barely moves (NaN for a store canonicalized before it was recorded)."""
 
     population: str
     aligned: int
@@ -46,6 +48,8 @@ class CanonicalResult:
     distance_after: float
     seconds: float
     reused: bool = False  # already canonicalized the same way: nothing was done
+    median_before: float = float("nan")
+    median_after: float = float("nan")
 
 
 def stored_settings(group) -> dict | None:
@@ -87,6 +91,8 @@ def _reusable(
         return CanonicalResult(
             name, done["aligned"], done["skipped"], done["distance_before"],
             done["distance_after"], 0.0, reused=True,
+            median_before=done.get("median_before", float("nan")),
+            median_after=done.get("median_after", float("nan")),
         )  # fmt: skip
     if overwrite:
         return None
@@ -125,14 +131,18 @@ def canonicalize_population(
         attrs.update(
             reference_index=ref, rounds=out.rounds,
             distance_before=out.distance_before, distance_after=out.distance_after,
+            median_before=median_pairwise_distance(final),
+            median_after=median_pairwise_distance(out.weights),
         )  # fmt: skip
     else:
-        attrs.update(reference_index=-1, rounds=0, distance_before=0.0, distance_after=0.0)
+        attrs.update(reference_index=-1, rounds=0, distance_before=0.0, distance_after=0.0,
+                     median_before=0.0, median_after=0.0)  # fmt: skip
     attrs.update(aligned=len(keep), skipped=m - len(keep))
     _write(g, weights, perms, attrs, int(g.attrs.get("model_chunk", m)))
     return CanonicalResult(
         name, len(keep), m - len(keep), attrs["distance_before"], attrs["distance_after"],
-        time.perf_counter() - t0,
+        time.perf_counter() - t0, median_before=attrs["median_before"],
+        median_after=attrs["median_after"],
     )  # fmt: skip
 
 
@@ -204,9 +214,14 @@ def canonicalize_zoo(
     results = sorted(reused + results, key=lambda r: names.index(r.population))
     for r in results:
         note = " (already done)" if r.reused else ""
+        median = (
+            f", median {r.median_before:.3f} -> {r.median_after:.3f}"
+            if np.isfinite(r.median_before)
+            else ""
+        )
         console.print(
-            f"{r.population}: {r.aligned} aligned, {r.skipped} skipped, mean pairwise L2 "
-            f"{r.distance_before:.3f} -> {r.distance_after:.3f}{note}",
+            f"{r.population}: {r.aligned} aligned, {r.skipped} skipped, pairwise L2 mean "
+            f"{r.distance_before:.3f} -> {r.distance_after:.3f}{median}{note}",
             highlight=False,
         )
     return results

@@ -10,6 +10,7 @@ from canonicalize import (
     Permutation,
     align_population,
     mean_pairwise_distance,
+    median_pairwise_distance,
     medoid_index,
     total_variation,
     weight_matching,
@@ -139,3 +140,13 @@ def test_bad_populations_are_refused(trained) -> None:
     with pytest.raises(ValueError, match="non-empty"):
         align_population(arch, w[:0])
     assert isinstance(method_from_name("transfusion", seed=2), TransFusion)
+
+
+def test_pairwise_distance_summaries_match_hand_computed_values() -> None:
+    w = torch.tensor([[0.0, 0.0], [3.0, 0.0], [3.0, 4.0], [300.0, 400.0]])  # last: blown up
+    pairs = [3.0, 5.0, 500.0, 4.0, 297.0**2 + 400.0**2, 495.0]
+    pairs[4] = pairs[4] ** 0.5
+    assert mean_pairwise_distance(w) == pytest.approx(sum(pairs) / 6)
+    # torch's median of an even count is the lower of the two middle values
+    assert median_pairwise_distance(w) == pytest.approx(sorted(pairs)[2])
+    assert median_pairwise_distance(w[:1]) == mean_pairwise_distance(w[:1]) == 0.0

@@ -72,6 +72,8 @@ def test_canonical_weights_are_written_and_compute_the_same_functions(store: Pat
         done = pop.status == Status.DONE
         assert r.aligned == done.sum() == 3 and r.skipped == 3
         assert r.distance_after <= r.distance_before
+        kept = pop.weights(canonical=True)[pop.status == Status.DONE]
+        assert r.median_after == pytest.approx(float(torch.pdist(kept.double()).median()))
         final, canon = pop.weights(), pop.weights(canonical=True)
         assert canon.shape == final.shape and canon.dtype == torch.float32
         assert torch.isnan(canon[~done]).all()
