@@ -5,7 +5,8 @@ each is trained once per fold (:mod:`pipelines.crossval`), so every real model i
 Side by side: the pooled accuracy ratio (generated / held-out real mean test accuracy), the
 distance ratio and the prediction disagreement with the nearest training net, against the same
 disagreement of held-out real nets; the spread of the accuracy ratio over the folds shows how
-much one 80/20 split alone would move it. No timings: these are quality figures.
+much one 80/20 split alone would move it. ``generator_variants.png`` plots accuracy against
+disagreement for every variant, with the targets. No timings: these are quality figures.
 
 One reference row involves no generator: the augmentation's interpolations between two training
 nets (kept when no worse than the worse parent), drawn directly and scored with the same
@@ -58,12 +59,20 @@ VARIANTS: dict[str, tuple[dict, dict]] = {
     "pca_max_drop 0.02": ({"model.pca_max_drop": 0.02}, {}),
     "pca_max_drop 0.1": ({"model.pca_max_drop": 0.1}, {}),
     "pca 6 in every group": ({"model.pca": 6, "model.pca_max_drop": None}, {}),
+    "no OT pairing": ({"model.ot_pairing": False}, {}),
+    "source_std 1.0": ({"model.source_std": 1.0}, {}),
+    "hidden 1024, 1600 steps, augment 8": (
+        {"model.hidden": 1024, "training.max_steps": 1600, "augment.interpolations": 8},
+        {},
+    ),
     "no max_norm_ratio": ({"data.max_norm_ratio": 0.0}, {}),
     "raw weights": ({"data.canonical": False}, {}),
     "raw weights, no augmentation": ({"data.canonical": False, "augment.interpolations": 0}, {}),
 }
 KEYS = ("acc_ratio_free", "acc_ratio_matched", "distance_ratio", "nn_disagreement",
-        "real_nn_disagreement", "diversity")  # fmt: skip
+        "real_nn_disagreement", "real_pair_disagreement", "diversity")  # fmt: skip
+PLOT = RESULTS.with_suffix(".png")
+ACCURACY_TARGET = 0.98
 
 
 REFERENCE = "reference: interpolations between training nets, no generator"
@@ -75,7 +84,7 @@ def interpolation_reference(zoo: str, folds: int, per_net: int = 8) -> dict[str,
     like generated nets: accuracy pooled over folds, novelty averaged over folds and groups."""
     gen_acc: dict[int, list[float]] = {}
     held_acc: list[float] = []
-    dist, dis, real_dis, div = [], [], [], []
+    dist, dis, real_dis, pair_dis, div = [], [], [], [], []
     for f in range(folds):
         cfg = preset_flow({"data.folds": folds, "data.fold": f}).config
         ds = WeightDataset.from_zoo(zoo, None, cfg.data)
@@ -96,11 +105,60 @@ def interpolation_reference(zoo: str, folds: int, per_net: int = 8) -> dict[str,
             real_dis.append(float(disagreement(predictions(arch, task, held_w),
                                                train_p[nearest]).mean()))  # fmt: skip
             div.append(mean_pairwise_disagreement(p))
+            real_p = torch.cat([train_p, predictions(arch, task, held_w)])
+            pair_dis.append(mean_pairwise_disagreement(real_p))
     generated = float(np.mean([np.mean(a) for a in gen_acc.values()]))
     return {"acc_ratio_free": ratio(generated, float(np.mean(held_acc))),
             "acc_ratio_matched": float("nan"), "distance_ratio": float(np.mean(dist)),
             "nn_disagreement": float(np.mean(dis)), "real_nn_disagreement": float(np.mean(real_dis)),
+            "real_pair_disagreement": float(np.mean(pair_dis)),
             "diversity": float(np.mean(div))}  # fmt: skip
+
+
+def plot_frontier(results: dict[str, dict], path: Path) -> Path:
+    """Accuracy ratio against disagreement with the nearest training net, one point per variant,
+    with the targets: accuracy >= 98% of held-out real nets, disagreement >= real nets'."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5.5))
+    labels: dict[tuple[float, float], list[str]] = {}  # variants that land on the same point
+    for name, r in results.items():
+        labels.setdefault(
+            (round(r["nn_disagreement"], 4), round(r["acc_ratio_free"], 4)), []
+        ).append(name)
+        raw = r.get("overrides", {}).get("data.canonical") is False
+        style = dict(marker="s", color="tab:red") if raw else dict(marker="o", color="tab:blue")
+        if name == REFERENCE:
+            style = dict(marker="*", color="tab:green", s=160)
+        ax.scatter(r["nn_disagreement"], r["acc_ratio_free"], **style)
+    mid = sum(ax.get_xlim()) / 2
+    for (x, y), names in labels.items():
+        right = x > mid  # labels of the right half run leftwards, so they stay inside the axes
+        ax.annotate(" = ".join(names), (x, y), fontsize=7, xytext=(-4 if right else 4, 3),
+                    textcoords="offset points", ha="right" if right else "left")  # fmt: skip
+    canonical = next(r for n, r in results.items() if n != REFERENCE and
+                     r.get("overrides", {}).get("data.canonical") is not False)  # fmt: skip
+    ax.axhline(ACCURACY_TARGET, color="k", ls="--", lw=1, label="accuracy target (98%)")
+    ax.axvline(canonical["real_nn_disagreement"], color="tab:gray", ls="-.", lw=1.2,
+               label="real held-out net vs its nearest training net (canonical)")  # fmt: skip
+    if "real_pair_disagreement" in canonical:
+        pairs = canonical["real_pair_disagreement"]
+        ax.axvline(pairs, color="tab:gray", ls=":", lw=1.2, label="real nets: mean over pairs")
+        lo, hi = ax.get_xlim()
+        ax.fill_between([pairs, hi], ACCURACY_TARGET, ACCURACY_TARGET + 0.01, color="tab:green",
+                        alpha=0.12, label="both targets met (pairs reading)")  # fmt: skip
+        ax.set_xlim(lo, hi)
+    ax.set_xlabel("prediction disagreement with the nearest training net")
+    ax.set_ylabel("mean test accuracy, generated / held-out real")
+    ax.set_title("Flow variants, 5-fold on the default zoo: accuracy vs novelty", fontsize=10)
+    ax.legend(fontsize=7, loc="lower left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+    return path
 
 
 def main() -> None:
@@ -136,7 +194,7 @@ def main() -> None:
         results[REFERENCE] = {"folds": args.folds, **interpolation_reference(args.zoo, args.folds)}
         console.print(REFERENCE, {k: round(v, 3) for k, v in results[REFERENCE].items()})
         RESULTS.write_text(json.dumps(results, indent=2) + "\n")
-    console.print(f"results: {RESULTS}")
+    console.print(f"results: {RESULTS}, plot: {plot_frontier(results, PLOT)}")
 
 
 if __name__ == "__main__":
