@@ -40,9 +40,8 @@ from pipelines.demo import preset_flow  # noqa: E402
 from pipelines.evaluate import (  # noqa: E402
     EvalSettings,
     accuracy,
-    disagreement,
+    heldout_vs_nearest,
     mean_pairwise_disagreement,
-    nn_distances,
     novelty,
     predictions,
     ratio,
@@ -101,12 +100,10 @@ def interpolation_reference(zoo: str, folds: int, per_net: int = 8) -> dict[str,
             nov = novelty(w, train_w, p, train_p)
             dist.append(nov["distance_ratio"])
             dis.append(nov["nn_disagreement"])
-            _, nearest = nn_distances(held_w, train_w)
-            real_dis.append(float(disagreement(predictions(arch, task, held_w),
-                                               train_p[nearest]).mean()))  # fmt: skip
+            held_p = predictions(arch, task, held_w)
+            real_dis.append(float(heldout_vs_nearest(held_w, train_w, held_p, train_p)[1].mean()))
+            pair_dis.append(mean_pairwise_disagreement(torch.cat([train_p, held_p])))
             div.append(mean_pairwise_disagreement(p))
-            real_p = torch.cat([train_p, predictions(arch, task, held_w)])
-            pair_dis.append(mean_pairwise_disagreement(real_p))
     generated = float(np.mean([np.mean(a) for a in gen_acc.values()]))
     return {"acc_ratio_free": ratio(generated, float(np.mean(held_acc))),
             "acc_ratio_matched": float("nan"), "distance_ratio": float(np.mean(dist)),

@@ -31,7 +31,9 @@ class AlignedPopulation:
     perms: {group: (M, size) long}, row m = the permutation applied to model m;
     reference_index: the medoid's row (also the barycenter's starting point), -1 if no reference;
     reference: (N,) the final reference (None for smoothing); distance_before / distance_after:
-    mean pairwise L2 distance of the rows; rounds: barycenter rounds run (1 for medoid)."""
+    mean pairwise L2 distance of the rows; rounds: barycenter rounds run (1 for medoid);
+    median_before / median_after: the median pairwise L2 distance, which one blown-up model
+    barely moves."""
 
     weights: Tensor
     perms: dict[str, Tensor]
@@ -40,6 +42,8 @@ class AlignedPopulation:
     distance_before: float
     distance_after: float
     rounds: int
+    median_before: float
+    median_after: float
 
 
 def check_population(arch: Architecture, weights: Tensor | np.ndarray) -> Tensor:
@@ -61,19 +65,23 @@ def check_population(arch: Architecture, weights: Tensor | np.ndarray) -> Tensor
     return w
 
 
+def pairwise_distance_summary(weights: Tensor) -> tuple[float, float]:
+    """(mean, median) L2 distance over all pairs of rows of (M, N), from one ``pdist``; zeros for
+    fewer than two rows. Unlike the mean, one blown-up model barely moves the median."""
+    if len(weights) < 2:
+        return 0.0, 0.0
+    d = torch.pdist(weights.double())  # (M (M - 1) / 2,)
+    return float(d.mean()), float(d.median())
+
+
 def mean_pairwise_distance(weights: Tensor) -> float:
     """Mean L2 distance over all pairs of rows of (M, N); 0 for fewer than two rows."""
-    if len(weights) < 2:
-        return 0.0
-    return float(torch.pdist(weights.double()).mean())
+    return pairwise_distance_summary(weights)[0]
 
 
 def median_pairwise_distance(weights: Tensor) -> float:
-    """Median L2 distance over all pairs of rows of (M, N); 0 for fewer than two rows. Unlike
-    the mean, one blown-up model (a norm many times the others') barely moves it."""
-    if len(weights) < 2:
-        return 0.0
-    return float(torch.pdist(weights.double()).median())
+    """Median L2 distance over all pairs of rows of (M, N); 0 for fewer than two rows."""
+    return pairwise_distance_summary(weights)[1]
 
 
 def medoid_index(weights: Tensor) -> int:
@@ -120,12 +128,10 @@ def align_population(
     if reference not in REFERENCES:
         raise ValueError(f"unknown reference {reference!r} ({', '.join(REFERENCES)})")
     meth = method_from_name(method, seed=seed) if isinstance(method, str) else method
-    before = mean_pairwise_distance(w)
+    before = pairwise_distance_summary(w)  # (mean, median)
     if not meth.needs_reference:
         aligned, perms = align_to_reference(arch, w, meth, None, progress)
-        return AlignedPopulation(
-            aligned, stack_perms(arch, perms), -1, None, before, mean_pairwise_distance(aligned), 1
-        )
+        return _aligned(arch, aligned, perms, -1, None, before, 1)
     idx = medoid_index(w)
     ref = w[idx]
     aligned, perms = align_to_reference(arch, w, meth, ref, progress)
@@ -138,6 +144,13 @@ def align_population(
         rounds += 1
         if all(q.is_identity() for q in moves):
             break  # nothing moved: the mean stays where it is
-    return AlignedPopulation(
-        aligned, stack_perms(arch, perms), idx, ref, before, mean_pairwise_distance(aligned), rounds
-    )
+    return _aligned(arch, aligned, perms, idx, ref, before, rounds)
+
+
+def _aligned(
+    arch: Architecture, aligned: Tensor, perms: list[Permutation], idx: int, ref: Tensor | None,
+    before: tuple[float, float], rounds: int,
+) -> AlignedPopulation:  # fmt: skip
+    after = pairwise_distance_summary(aligned)
+    return AlignedPopulation(aligned, stack_perms(arch, perms), idx, ref, before[0], after[0],
+                             rounds, before[1], after[1])  # fmt: skip

@@ -26,7 +26,7 @@ import torch
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from canonicalize import METHOD_NAMES, REFERENCES, align_population, median_pairwise_distance
+from canonicalize import METHOD_NAMES, REFERENCES, align_population
 from zoo.architectures import architecture_from_dict
 from zoo.store import MAX_INNER_CHUNK, StoreError, open_group, open_zoo
 from zoo.store_lock import BuildLock
@@ -131,8 +131,7 @@ def canonicalize_population(
         attrs.update(
             reference_index=ref, rounds=out.rounds,
             distance_before=out.distance_before, distance_after=out.distance_after,
-            median_before=median_pairwise_distance(final),
-            median_after=median_pairwise_distance(out.weights),
+            median_before=out.median_before, median_after=out.median_after,
         )  # fmt: skip
     else:
         attrs.update(reference_index=-1, rounds=0, distance_before=0.0, distance_after=0.0,

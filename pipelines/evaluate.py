@@ -113,6 +113,16 @@ def novelty(gen_w: Tensor, train_w: Tensor, gen_p: Tensor, train_p: Tensor) -> d
     }
 
 
+def heldout_vs_nearest(
+    held_w: Tensor, train_w: Tensor, held_p: Tensor, train_p: Tensor
+) -> tuple[Tensor, Tensor]:
+    """Each held-out real net (H, N) against its nearest training net: (H,) L2 distances and
+    (H,) prediction disagreements (held_p, train_p: predicted test labels), the real nets'
+    reference for the novelty of generated ones."""
+    d, i = nn_distances(held_w, train_w)
+    return d, disagreement(held_p, train_p[i])
+
+
 def ensemble_accuracy(arch: Architecture, task: TaskData, w: Tensor) -> float:
     with torch.no_grad():
         probs = torch.softmax(arch.forward(w, task.x_test), dim=-1).mean(dim=0)
@@ -167,8 +177,7 @@ def evaluate_group(
             out["generated"]["matched"] = summary(macc)
             out["generated"]["matched"]["within_5_points"] = share_within(macc, hmean)
             out["novelty_matched"] = novelty(mw, train_w, predictions(arch, task, mw), train_p)
-        hd, hi = nn_distances(held_w, train_w)
-        held_dis = disagreement(held_p, train_p[hi])  # (H,) each held-out net vs its nearest
+        hd, held_dis = heldout_vs_nearest(held_w, train_w, held_p, train_p)
         out["heldout_acc"] = held_acc.tolist()
         out["heldout_nn_disagreement"] = held_dis.tolist()
         out["real_nn_disagreement"] = float(held_dis.mean())
