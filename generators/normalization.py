@@ -78,6 +78,13 @@ class Normalizer:
         """Inverse of :meth:`normalize` on real coordinates; padding becomes 0."""
         return (z * self.std[group] + self.mean[group]) * self.masks[group]
 
+    def denormalize_layout(self, z: Tensor, g: int, index: Tensor) -> Tensor:
+        """(M, D) standardized vectors, all of group ``g`` -> (M, N_g) weights in the group's own
+        layout (``index``: its N_g coordinates in the padded vector, ``PaddedLayout.indices``).
+        Equals ``crop(denormalize(z, full(M, g)))`` without building (M, D) copies of the
+        statistics: sampling many nets of one group is then a gather and two passes."""
+        return z[:, index] * self.std[g, index] + self.mean[g, index]
+
     def state_dict(self) -> dict[str, Tensor]:
         return {"norm.mean": self.mean, "norm.std": self.std, "norm.masks": self.masks}
 
