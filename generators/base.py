@@ -25,6 +25,7 @@ from torch import Tensor, nn
 from generators.config import GeneratorConfig
 from generators.dataset import WeightDataset
 from generators.info import DatasetInfo
+from generators.selection import SELECT_CANDIDATES, PromptSelection
 from zoo.population import Population
 
 CONFIG_FILE = "generator.json"
@@ -165,12 +166,15 @@ class WeightGenerator(ABC):
     @torch.no_grad()
     def sample(
         self, n: int, task: str | None = None, width: int | None = None, seed: int = 0,
-        target: float | None = None, **options: Any,
+        target: float | None = None, candidates: int = 1, **options: Any,
     ) -> Population:  # fmt: skip
         """``n`` new networks for (task, width) as a Population (weights (n, N) + layout).
 
         target: the conditioning property to ask for (``config.data.property``, e.g. a
         validation accuracy of 0.95); None draws it from the group's training models.
+        candidates: k > 1 draws k nets per prompt and keeps the one whose measured property is
+        closest to it (:mod:`generators.selection`; k times the cost); the kept nets' measured
+        values come back as ``conditioning["measured_<property>"]``.
         Further options are generator specific (for flow: steps, solver, guidance, ...).
         """
         info = self.require_info()
@@ -188,11 +192,26 @@ class WeightGenerator(ABC):
             )
         elif target is not None:
             raise ValueError("this generator was trained without a conditioning property")
-        self.network.eval()
-        weights = self._sample(n, g, rng, props, **options)
         group = info.groups[g]
+        selection = None
+        if candidates != 1:
+            selection = PromptSelection(candidates, info.data.property if props is not None else "")
+        self.network.eval()
         cond = {"target": props} if props is not None else {}
-        return Population(group.arch, weights, group.task, f"generated-{group.key}", cond)
+        if selection is None:
+            weights = self._sample(n, g, rng, props, **options)
+            return Population(group.arch, weights, group.task, f"generated-{group.key}", cond)
+        kept, measured = [], []
+        per_round = max(1, SELECT_CANDIDATES // candidates)  # prompts whose candidates fit a round
+        for a in range(0, n, per_round):
+            p = props[a : a + per_round]
+            drawn = self._sample(len(p) * candidates, g, rng, p.repeat_interleave(candidates),
+                                 **options)  # fmt: skip
+            chosen = selection.select(drawn, p, group.arch, group.task)
+            kept.append(chosen.weights)
+            measured.append(chosen.measured)
+        cond[f"measured_{info.data.property}"] = torch.cat(measured)
+        return Population(group.arch, torch.cat(kept), group.task, f"generated-{group.key}", cond)
 
     # ----- persistence --------------------------------------------------------------------
     def save(self, run_dir: str | Path) -> Path:

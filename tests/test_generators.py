@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from zoo_fixtures import trained_moons
+from zoo_fixtures import moons_populations
 
 from generators import (
     DataConfig,
@@ -33,10 +33,7 @@ def mlp(width: int, depth: int = 1) -> MLP:
 @pytest.fixture(scope="module")
 def moons_pops() -> list[Population]:
     """Two tiny trained populations (widths 3 and 5) on moons, 6 models each."""
-    return [
-        Population(*trained_moons(w, 6, epochs=2, seed_offset=10 * w), "moons", f"moons-w{w}")
-        for w in (3, 5)
-    ]
+    return moons_populations((3, 5))
 
 
 @pytest.fixture(scope="module")
@@ -80,6 +77,9 @@ def test_normalizer_round_trip_and_reference_statistics(kind: str) -> None:
     norm = Normalizer.fit(w, group, pad.masks, pad.union, kind)
     z = norm.normalize(w, group)
     assert torch.allclose(norm.denormalize(z, group), w, atol=1e-5)
+    for g, rows in ((0, slice(0, 7)), (1, slice(7, 12))):  # one group straight into its layout
+        full = pad.crop(norm.denormalize(z[rows], group[rows]), g)
+        assert torch.equal(norm.denormalize_layout(z[rows], g, pad.indices[g]), full)
     assert torch.equal(z[:, ~pad.masks[0]][:7], torch.zeros(7, int((~pad.masks[0]).sum())))
     if kind == "coordinate":  # reference formula: population mean/std, std floored per tensor
         rows = w[:7].double()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 from torch import Tensor
 
-from zoo import MLP, TrainConfig, get_task, train_population
+from zoo import MLP, Population, TrainConfig, get_task, train_population
 
 
 def moons_mlp(width: int) -> MLP:
@@ -26,6 +26,14 @@ def trained_moons(
         np.full(models, batch_size),
     )  # fmt: skip
     return arch, r.weights[:, -1]
+
+
+def moons_populations(widths: tuple[int, ...] = (3, 5), models: int = 6) -> list[Population]:
+    """One trained moons population per width (``models`` each, 2 epochs), named moons-wW."""
+    return [
+        Population(*trained_moons(w, models, epochs=2, seed_offset=10 * w), "moons", f"moons-w{w}")
+        for w in widths
+    ]
 
 
 def tiny_spec_dict(**over: object) -> dict:
