@@ -130,3 +130,29 @@ def cross_validate(
     report = pool_reports(reports, label)
     report["train_seconds"] = seconds
     return write_report(report, out)
+
+
+def fold_dirs(run_dir: str | Path) -> list[Path]:
+    """The ``fold-F`` generator run dirs of a cross-validated run, in fold order."""
+    dirs = [d for d in Path(run_dir).glob("fold-*") if d.name[5:].isdigit() and d.is_dir()]
+    return sorted(dirs, key=lambda d: int(d.name[5:]))
+
+
+def evaluate_folds(
+    run_dir: str | Path, zoo: str, settings: EvalSettings, out_dir: str | Path, label: str = ""
+) -> dict[str, Any]:  # fmt: skip
+    """Evaluate the trained generators of a cross-validated run again (other sampling settings,
+    e.g. ``candidates``), each on its own held-out models, pooled as by :func:`cross_validate`;
+    writes ``out_dir/evaluation.json`` plus PNGs and returns the pooled report."""
+    from generators import load_generator
+    from pipelines.evaluate import dataset_for
+
+    dirs = fold_dirs(run_dir)
+    if not dirs:
+        raise FileNotFoundError(f"{run_dir} holds no fold-F generators "
+                                "(cross-validate with `zoo train-generator --folds K`)")  # fmt: skip
+    reports = []
+    for d in dirs:
+        gen = load_generator(d)
+        reports.append(evaluate_generator(gen, dataset_for(gen, zoo), settings, label=label))
+    return write_report(pool_reports(reports, label), out_dir)

@@ -93,6 +93,12 @@ def test_cli_train_sample_evaluate(store: str, tmp_path: Path, capsys) -> None:
     )
     pop = load_population(tmp_path / "s.zarr")
     assert pop.weights().shape == (7, pop.arch.num_params) and pop.arch.width == 4
+    best = tmp_path / "best.safetensors"  # best of 3 per prompt: measured values come along
+    assert main(["sample", str(run), "--n", "5", "--candidates", "3", "--out", str(best)]) == 0
+    assert load_population(best).conditioning["measured_val_acc"].shape == (5,)
+    assert main(["sample", str(run), "--n", "5", "--candidates", "0", "--out", str(best)]) == 2
+    assert "candidates must be >= 1, got 0" in capsys.readouterr().err
+    assert load_population(best).conditioning["measured_val_acc"].shape == (5,)  # kept
     assert main(["evaluate", str(run), "--zoo", store, "--n", "6"]) == 0
     report = json.loads((run / "evaluation" / "evaluation.json").read_text())
     assert {g["group"] for g in report["groups"]} == {"moons/w4", "moons/w8"}
@@ -110,6 +116,14 @@ def test_cli_train_sample_evaluate(store: str, tmp_path: Path, capsys) -> None:
     assert [load_generator(cv / f"fold-{f}").config.data.fold for f in (0, 1)] == [0, 1]
     assert sum(g["heldout_models"] for g in pooled["groups"]) == sum(
         len(g["real_acc"]) for g in pooled["groups"]
+    )
+    # a cross-validated run dir evaluates fold by fold, pooled, here with best-of-2 sampling
+    assert main(["evaluate", str(cv), "--zoo", store, "--n", "4", "--candidates", "2"]) == 0
+    again = json.loads((cv / "evaluation" / "evaluation.json").read_text())
+    assert again["settings"]["folds"] == 2
+    assert again["settings"]["sample_options"] == {"candidates": 2}
+    assert sorted(a for g in again["groups"] for a in g["heldout_acc"]) == pytest.approx(
+        sorted(a for g in pooled["groups"] for a in g["heldout_acc"])
     )
     assert main(cv_args[:-1] + ["1"]) == 2
     assert "needs folds >= 2" in capsys.readouterr().err

@@ -20,6 +20,10 @@ class Kind(StrEnum):
 
 
 ZooOpt = Annotated[str, typer.Option("--zoo", help="store path or fsspec URL")]
+CandidatesOpt = typer.Option(
+    help="draw K nets per prompt and keep the one whose measured validation property is "
+    "closest to it (K times the sampling cost)"
+)
 
 
 @app.command("train-generator")
@@ -123,6 +127,7 @@ def sample(
     solver: Annotated[str | None, typer.Option(help="euler | heun | rk4")] = None,
     guidance: Annotated[float | None, typer.Option(help="classifier-free guidance weight")] = None,
     novelty: Annotated[float | None, typer.Option(help="off-span noise scale")] = None,
+    candidates: Annotated[int, CandidatesOpt] = 1,
 ) -> None:
     """Sample new networks from a trained generator and write them to a file."""
     import time
@@ -133,7 +138,8 @@ def sample(
     opts = {k: v for k, v in dict(steps=steps, solver=solver, guidance=guidance,
                                   novelty=novelty).items() if v is not None}  # fmt: skip
     t0 = time.perf_counter()
-    pop = gen.sample(n, task=task, width=width, seed=seed, target=target, **opts)
+    pop = gen.sample(n, task=task, width=width, seed=seed, target=target, candidates=candidates,
+                     **opts)  # fmt: skip
     dt = time.perf_counter() - t0
     path = save_population(pop, out)
     Console().print(f"{n} {pop.task} nets of width {pop.arch.width} ({pop.arch.num_params} "
@@ -155,22 +161,30 @@ def evaluate(
             help="sampling knob swept for the trade-off curve: temperature | novelty | guidance | steps"
         ),
     ] = "temperature",
+    candidates: Annotated[int, CandidatesOpt] = 1,
 ) -> None:
-    """Accuracy, novelty, diversity, ensembles and fidelity of generated nets vs held-out ones."""
+    """Accuracy, novelty, diversity, ensembles and fidelity of generated nets vs held-out ones.
+
+    RUN_DIR is one generator, or a cross-validated run (``--folds``): then every fold's
+    generator is evaluated on its own held-out models and the results are pooled."""
     from generators import load_generator
+    from generators.base import CONFIG_FILE
+    from pipelines.crossval import evaluate_folds, fold_dirs
     from pipelines.demo import summary_table
     from pipelines.evaluate import EvalSettings, dataset_for, evaluate_generator
 
-    gen = load_generator(run_dir)
-    ds = dataset_for(gen, zoo)
     out = out or Path(run_dir) / "evaluation"
     sweeps = {"temperature": (0.5, 0.75, 1.0, 1.25, 1.5), "novelty": (0.0, 0.25, 0.5, 1.0),
               "guidance": (1.0, 1.5, 2.0, 3.0), "steps": (2, 4, 8, 16, 32)}  # fmt: skip
     if knob not in sweeps:
         raise ValueError(f"unknown knob {knob!r} ({', '.join(sweeps)})")
-    settings = EvalSettings(n=n, seed=seed, knob=knob, sweep=sweeps[knob])
-    report = evaluate_generator(gen, ds, settings, out,
-                                label=str(run_dir))  # fmt: skip
+    settings = EvalSettings(n=n, seed=seed, knob=knob, sweep=sweeps[knob],
+                            sample_options={"candidates": candidates} if candidates != 1 else {})  # fmt: skip
+    if not (Path(run_dir) / CONFIG_FILE).is_file() and fold_dirs(run_dir):
+        report = evaluate_folds(run_dir, zoo, settings, out, label=str(run_dir))
+    else:
+        gen = load_generator(run_dir)
+        report = evaluate_generator(gen, dataset_for(gen, zoo), settings, out, label=str(run_dir))
     console = Console()
     console.print(summary_table({str(run_dir): report}))
     console.print(f"results: {out / 'evaluation.json'}; plots: {', '.join(report['plots'])}")
