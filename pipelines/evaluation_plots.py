@@ -49,8 +49,11 @@ def plot_histograms(report: dict[str, Any], path: str | Path) -> Path:
 
 def plot_tradeoff(reports: list[dict[str, Any]], path: str | Path) -> Path:
     """Accuracy (relative to held-out real nets) against novelty, one curve per report."""
+    swept = [r for r in reports if r["tradeoff"]]  # a report evaluated without a sweep: no curve
+    if not swept:
+        raise ValueError("none of the reports has a trade-off sweep (EvalSettings.sweep)")
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
-    for r in reports:
+    for r in swept:
         rows = r["tradeoff"]
         knob = next(iter(rows[0]))
         short = SHORT.get(knob, knob)
@@ -66,6 +69,7 @@ def plot_tradeoff(reports: list[dict[str, Any]], path: str | Path) -> Path:
     # the real nets' own disagreement with their nearest training net depends on the weight
     # space the neighbour is found in (canonical or raw): one line per space
     real_dis = {bool(r.get("canonical")): r["summary"]["real_nn_disagreement"] for r in reports}
+    pair_dis = float(np.mean([r["summary"]["real_pair_disagreement"] for r in reports]))
     for ax in (ax1, ax2):
         ax.axhline(0.98, color="gray", ls="--", lw=1, label="98% of held-out accuracy")
         ax.set_ylabel("generated / held-out mean test accuracy")
@@ -76,11 +80,12 @@ def plot_tradeoff(reports: list[dict[str, Any]], path: str | Path) -> Path:
         space = "canonical" if canonical else "raw"
         ax2.axvline(value, color="tab:red", ls=":" if canonical else "-.", lw=1,
                     label=f"real: held-out vs nearest training net ({space})")  # fmt: skip
+    ax2.axvline(pair_dis, color="tab:green", ls=":", lw=1, label="real: mean over pairs")
     ax2.set_xlabel("prediction disagreement with nearest training net")
     ax1.legend(fontsize=8)
     ax2.legend(fontsize=8)
     names = ", ".join(
-        f"{v} = {k}" for k, v in SHORT.items() if any(k in r["tradeoff"][0] for r in reports)
+        f"{v} = {k}" for k, v in SHORT.items() if any(k in r["tradeoff"][0] for r in swept)
     )
     fig.suptitle(f"accuracy / novelty trade-off, no fine-tuning ({names or knob})")
     fig.tight_layout()
