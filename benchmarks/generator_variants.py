@@ -67,6 +67,13 @@ VARIANTS: dict[str, tuple[dict, dict]] = {
     "no max_norm_ratio": ({"data.max_norm_ratio": 0.0}, {}),
     "raw weights": ({"data.canonical": False}, {}),
     "raw weights, no augmentation": ({"data.canonical": False, "augment.interpolations": 0}, {}),
+    "pca 16 in every group": ({"model.pca_max_drop": None}, {}),
+    # best-of-k sampling (generators.selection): k draws per prompt, the one whose measured
+    # validation accuracy is closest to the prompt is kept
+    "best of 8": ({}, {"candidates": 8}),
+    "temperature 1.0, best of 8": ({}, {"temperature": 1.0, "candidates": 8}),
+    "pca_max_drop 0.1, best of 8": ({"model.pca_max_drop": 0.1}, {"candidates": 8}),
+    "pca 16 in every group, best of 8": ({"model.pca_max_drop": None}, {"candidates": 8}),
 }
 KEYS = ("acc_ratio_free", "acc_ratio_matched", "distance_ratio", "nn_disagreement",
         "real_nn_disagreement", "real_pair_disagreement", "diversity")  # fmt: skip
@@ -128,6 +135,8 @@ def plot_frontier(results: dict[str, dict], path: Path) -> Path:
         ).append(name)
         raw = r.get("overrides", {}).get("data.canonical") is False
         style = dict(marker="s", color="tab:red") if raw else dict(marker="o", color="tab:blue")
+        if r.get("sample_options", {}).get("candidates", 1) > 1:
+            style = dict(marker="^", color="tab:orange")
         if name == REFERENCE:
             style = dict(marker="*", color="tab:green", s=160)
         ax.scatter(r["nn_disagreement"], r["acc_ratio_free"], **style)
@@ -151,6 +160,10 @@ def plot_frontier(results: dict[str, dict], path: Path) -> Path:
     ax.set_xlabel("prediction disagreement with the nearest training net")
     ax.set_ylabel("mean test accuracy, generated / held-out real")
     ax.set_title("Flow variants, 5-fold on the default zoo: accuracy vs novelty", fontsize=10)
+    for marker, color, what in (("o", "tab:blue", "flow, canonical weights"),
+                                ("s", "tab:red", "flow, raw weights"),
+                                ("^", "tab:orange", "flow, best of k per prompt")):  # fmt: skip
+        ax.scatter([], [], marker=marker, color=color, label=what)
     ax.legend(fontsize=7, loc="lower left")
     fig.tight_layout()
     fig.savefig(path, dpi=130)
