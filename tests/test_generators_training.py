@@ -96,6 +96,7 @@ def test_cli_train_sample_evaluate(store: str, tmp_path: Path, capsys) -> None:
     best = tmp_path / "best.safetensors"  # best of 3 per prompt: measured values come along
     assert main(["sample", str(run), "--n", "5", "--candidates", "3", "--out", str(best)]) == 0
     assert load_population(best).conditioning["measured_val_acc"].shape == (5,)
+    assert "best of 3: val_acc" in capsys.readouterr().out
     assert main(["sample", str(run), "--n", "5", "--candidates", "0", "--out", str(best)]) == 2
     assert "candidates must be >= 1, got 0" in capsys.readouterr().err
     assert load_population(best).conditioning["measured_val_acc"].shape == (5,)  # kept

@@ -144,6 +144,12 @@ def sample(
     path = save_population(pop, out)
     Console().print(f"{n} {pop.task} nets of width {pop.arch.width} ({pop.arch.num_params} "
                     f"parameters) in {dt:.2f} s -> {path}", highlight=False)  # fmt: skip
+    measured = next((k for k in pop.conditioning if k.startswith("measured_")), None)
+    if measured is not None:  # best of k: how close the kept nets came to their prompts
+        got, asked = pop.conditioning[measured], pop.conditioning["target"]
+        Console().print(f"best of {candidates}: {measured[9:]} {float(got.mean()):.3f} on average "
+                        f"(prompts {float(asked.mean()):.3f}; mean miss "
+                        f"{float((got - asked).abs().mean()):.3f})", highlight=False)  # fmt: skip
 
 
 @app.command()
