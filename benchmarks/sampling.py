@@ -23,6 +23,7 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 # Run as a script, this folder comes first on sys.path, and benchmarks/canonicalize.py would
 # shadow the ``canonicalize`` package that the pipeline imports: drop the folder first.
@@ -31,10 +32,11 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from generators import WeightDataset, load_generator, make_generator  # noqa: E402
+from generators import WeightDataset, WeightGenerator, load_generator, make_generator  # noqa: E402
 from pipelines.evaluate import accuracy, dataset_for  # noqa: E402
 from pipelines.presets import generator_preset  # noqa: E402
 from zoo import get_task, train_population  # noqa: E402
+from zoo.population import Population  # noqa: E402
 from zoo.store import open_zoo  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "sampling.json"
@@ -70,6 +72,22 @@ def seconds_to_train_one(store: Path, width: int, repeats: int) -> tuple[float, 
     return min(times), best
 
 
+def timed_sample(
+    gen: WeightGenerator, n: int, repeats: int, device: str, **options: Any
+) -> tuple[float, Population]:
+    """(seconds, population) of ``gen.sample(n, seed=rep, **options)`` after a warm-up: the
+    fastest of ``repeats`` runs (the machine is shared: the fastest is the least disturbed)."""
+    gen.sample(8, **options)  # warm-up
+    times = []
+    for rep in range(repeats):
+        if device == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        pop = gen.sample(n, seed=rep, **options)
+        times.append(time.perf_counter() - t0)
+    return min(times), pop
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer nets and repeats")
@@ -99,16 +117,9 @@ def main() -> None:
     n = 200 if args.quick else 1000
     one, lr = seconds_to_train_one(args.zoo, width, 1 if args.quick else 3)
     rows = []
+    repeats = 1 if args.quick else 3
     for steps in (10, 32, 100):
-        gen.sample(8, width=width, steps=steps)  # warm-up
-        times = []
-        for rep in range(1 if args.quick else 3):
-            if args.device == "cuda":
-                torch.cuda.synchronize()
-            t0 = time.perf_counter()
-            pop = gen.sample(n, width=width, seed=rep, steps=steps)
-            times.append(time.perf_counter() - t0)
-        sec = min(times)  # the machine is shared: the fastest repeat is the least disturbed
+        sec, pop = timed_sample(gen, n, repeats, args.device, width=width, steps=steps)
         acc = float(accuracy(grp.arch, task, pop.weights()).mean())
         prompted = gen.sample(n, width=width, seed=0, steps=steps, target=best)
         acc_best = float(accuracy(grp.arch, task, prompted.weights()).mean())
@@ -118,16 +129,11 @@ def main() -> None:
                      "generated_acc_prompted_best": acc_best})  # fmt: skip
     selection = []
     for k in (1, 4, 8):
-        gen.sample(8, width=width, candidates=k)  # warm-up
-        times = []
-        for rep in range(1 if args.quick else 3):
-            t0 = time.perf_counter()
-            pop = gen.sample(n, width=width, seed=rep, candidates=k)
-            times.append(time.perf_counter() - t0)
+        sec, pop = timed_sample(gen, n, repeats, args.device, width=width, candidates=k)
         val = pop.evaluate(split="val")
         selection.append({"candidates": k, "steps": gen.config.sampling.steps, "nets": n,
-                          "seconds": min(times), "nets_per_second": n / min(times),
-                          "nets_per_trained_net": n / min(times) * one,
+                          "seconds": sec, "nets_per_second": n / sec,
+                          "nets_per_trained_net": n / sec * one,
                           "generated_acc": float(accuracy(grp.arch, task, pop.weights()).mean()),
                           "val_acc_minus_prompt": float((val - pop.conditioning["target"]).mean()),
                           "abs_val_acc_minus_prompt":
