@@ -193,14 +193,12 @@ class WeightGenerator(ABC):
         elif target is not None:
             raise ValueError("this generator was trained without a conditioning property")
         group = info.groups[g]
-        selection = None
-        if candidates != 1:
-            selection = PromptSelection(candidates, info.data.property if props is not None else "")
         self.network.eval()
         cond = {"target": props} if props is not None else {}
-        if selection is None:
+        if candidates == 1:
             weights = self._sample(n, g, rng, props, **options)
             return Population(group.arch, weights, group.task, f"generated-{group.key}", cond)
+        selection = PromptSelection(candidates, info.data.property if props is not None else "")
         kept, measured = [], []
         per_round = max(1, SELECT_CANDIDATES // candidates)  # prompts whose candidates fit a round
         for a in range(0, n, per_round):
