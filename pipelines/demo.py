@@ -129,15 +129,15 @@ def run_demo(
     console.rule(f"4/5 the canonical generators again, keeping the best of {BEST_OF} draws per "
                  "prompt (measured validation accuracy closest to the prompt)")  # fmt: skip
     t0 = time.perf_counter()
-    folder = out / VARIANTS["canonical"][0]
+    canonical_dir = out / VARIANTS["canonical"][0]
     reports[best] = evaluate_folds(
-        folder, store, EvalSettings(n=n, sample_options={"candidates": BEST_OF}),
-        folder / f"best-of-{BEST_OF}", label=f"flow, {best}",
+        canonical_dir, store, EvalSettings(n=n, sample_options={"candidates": BEST_OF}),
+        canonical_dir / f"best-of-{BEST_OF}", label=f"flow, {best}",
     )  # fmt: skip
     timings["evaluate_best_of"] = time.perf_counter() - t0
 
     console.rule("5/5 report")
-    gen = load_generator(out / "flow-canonical" / "fold-0")
+    gen = load_generator(canonical_dir / "fold-0")
     t0 = time.perf_counter()
     pop = gen.sample(1000, seed=0)
     timings["sample_1000"] = time.perf_counter() - t0

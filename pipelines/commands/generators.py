@@ -147,7 +147,8 @@ def sample(
     measured = next((k for k in pop.conditioning if k.startswith("measured_")), None)
     if measured is not None:  # best of k: how close the kept nets came to their prompts
         got, asked = pop.conditioning[measured], pop.conditioning["target"]
-        Console().print(f"best of {candidates}: {measured[9:]} {float(got.mean()):.3f} on average "
+        prop = measured.removeprefix("measured_")
+        Console().print(f"best of {candidates}: {prop} {float(got.mean()):.3f} on average "
                         f"(prompts {float(asked.mean()):.3f}; mean miss "
                         f"{float((got - asked).abs().mean()):.3f})", highlight=False)  # fmt: skip
 
