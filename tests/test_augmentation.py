@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import pytest
 import torch
-from zoo_fixtures import trained_moons
+from zoo_fixtures import tiny_flow, trained_moons
 
 from generators import AugmentConfig, DataConfig, FlowConfig, FlowGenerator, WeightDataset
 from generators.augmentation import interpolate_models, worse_than_parents
 from zoo import Population, get_task
 from zoo.training import evaluate
 
-TINY = {"training.max_steps": 3, "training.batch_size": 8, "model.hidden": 16,
-        "model.cond_dim": 8, "model.pca": 0}  # fmt: skip
+TINY = tiny_flow(3, hidden=16, **{"model.pca": 0})
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from zoo_fixtures import tiny_spec_dict, trained_moons
+from zoo_fixtures import tiny_flow, tiny_spec_dict, trained_moons
 
 from generators import DataConfig, FlowConfig, FlowGenerator, WeightDataset, load_generator
 from zoo import MLP, Population
@@ -17,8 +17,7 @@ from zoo.spec import ZooSpec
 from zoo.store import open_group, open_zoo
 from zoo.training import Status
 
-TINY = {"training.max_steps": 5, "training.batch_size": 8, "model.hidden": 16,
-        "model.cond_dim": 8}  # fmt: skip
+TINY = tiny_flow(5, hidden=16)
 PRESET = Path(__file__).resolve().parents[1] / "data" / "generators" / "flow.toml"
 C = PHASE_CODES  # phase name -> code
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from zoo_fixtures import moons_populations
+from zoo_fixtures import moons_populations, tiny_flow
 
 from generators import (
     DataConfig,
@@ -22,8 +22,7 @@ from generators import (
 from generators.normalization import STD_FLOOR, Normalizer
 from zoo import MLP, Population
 
-TINY = {"training.max_steps": 30, "training.batch_size": 16, "model.hidden": 32,
-        "model.cond_dim": 16}  # fmt: skip
+TINY = tiny_flow(30)
 
 
 def mlp(width: int, depth: int = 1) -> MLP:

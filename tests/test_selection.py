@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from zoo_fixtures import moons_populations
+from zoo_fixtures import moons_populations, tiny_flow
 
 import generators.base
 from generators import DataConfig, FlowConfig, FlowGenerator, WeightDataset, load_generator
@@ -14,8 +14,7 @@ from generators.dataset import measure_property
 from generators.selection import PromptSelection
 from zoo import Population
 
-TINY = {"training.max_steps": 30, "training.batch_size": 16, "model.hidden": 32,
-        "model.cond_dim": 16}  # fmt: skip
+TINY = tiny_flow(30)
 
 
 @pytest.fixture(scope="module")

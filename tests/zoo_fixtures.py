@@ -51,3 +51,11 @@ def tiny_spec_dict(**over: object) -> dict:
     }
     d.update(over)
     return d
+
+
+def tiny_flow(max_steps: int, hidden: int = 32, **extra: object) -> dict[str, object]:
+    """Dotted overrides of a tiny flow config for tests: ``max_steps`` steps of a velocity MLP
+    of ``hidden`` units (batch size and conditioning width scale with it), plus ``extra``
+    (dotted keys passed as a dict: ``**{"model.pca": 0}``)."""
+    return {"training.max_steps": max_steps, "training.batch_size": hidden // 2,
+            "model.hidden": hidden, "model.cond_dim": hidden // 2, **extra}  # fmt: skip
