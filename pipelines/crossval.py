@@ -27,6 +27,7 @@ from pipelines.evaluate import (
     EvalSettings,
     aggregate,
     evaluate_generator,
+    per_group,
     ratio,
     share_within,
     summary,
@@ -96,7 +97,7 @@ def pool_reports(reports: list[dict[str, Any]], label: str = "") -> dict[str, An
     return {
         "label": label or first["label"], "kind": first["kind"], "canonical": first["canonical"],
         "settings": {**first["settings"], "folds": len(reports)},
-        "summary": aggregate(groups), "groups": groups,
+        "summary": aggregate(groups), "per_group": per_group(groups), "groups": groups,
         "tradeoff": pool_tradeoff([r["tradeoff"] for r in reports]) if first["tradeoff"] else [],
         "folds": [r["summary"] for r in reports],
     }  # fmt: skip

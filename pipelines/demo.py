@@ -80,6 +80,30 @@ def summary_table(
     return table
 
 
+def per_group_table(reports: dict[str, dict[str, Any]]) -> Table:
+    """Per group (width) of one or more evaluation reports of the same zoo: the accuracy ratio and
+    the disagreement with the nearest training net of each, beside the real nets' own
+    disagreement (a held-out net vs its nearest training net; the mean over pairs)."""
+    table = Table(title="per group: accuracy ratio (generated / held-out real) and disagreement "
+                        "with the nearest training net")  # fmt: skip
+    table.add_column("group", style="bold", no_wrap=True)
+    for name in reports:
+        table.add_column(f"ratio, {name}", justify="right")
+    for name in reports:
+        table.add_column(f"disagr., {name}", justify="right")
+    table.add_column("real: held-out", justify="right")
+    table.add_column("real: pairs", justify="right")
+    rows = [r["per_group"] for r in reports.values()]
+    for per_report in zip(*rows, strict=True):
+        first = per_report[0]
+        table.add_row(
+            first["group"], *[_pct(r["acc_ratio"]) for r in per_report],
+            *[_pct(r["nn_disagreement"]) for r in per_report],
+            _pct(first["real_nn_disagreement"]), _pct(first["real_pair_disagreement"]),
+        )  # fmt: skip
+    return table
+
+
 def run_demo(
     out: str | Path = "demo", spec: str | Path | None = None, workers: int | None = None,
     max_steps: int | None = None, n: int = 100, folds: int = 5, console: Console | None = None,
@@ -157,6 +181,9 @@ def run_demo(
     (out / "demo.json").write_text(json.dumps(result, indent=2) + "\n")
     console.print(summary_table({k: reports[k] for k in VARIANTS}, train_seconds))
     console.print(summary_table({k: reports[k] for k in ("canonical", best)}))
+    console.print(
+        per_group_table({"plain": reports["canonical"], f"best of {BEST_OF}": reports[best]})
+    )
     console.print(
         f"1,000 nets of width {pop.arch.width} sampled in {timings['sample_1000']:.2f} s "
         f"({timings['sample_1000_best_of']:.2f} s best of {BEST_OF}); "

@@ -258,6 +258,28 @@ def aggregate(groups: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def per_group(groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per group: where a generator loses accuracy and where it copies. Generated and
+    held-out real mean test accuracy and their ratio, the distance ratio, and the disagreement
+    of generated nets with their nearest training net beside the real nets' own (a held-out net
+    vs its nearest training net, and the mean over pairs of real nets); NaN where a group has no
+    held-out models."""
+    nan = float("nan")
+    rows = []
+    for g in groups:
+        gen = float(np.mean(g["generated_acc"]))
+        held = g["real"]["heldout"]["mean"] if "heldout" in g["real"] else nan
+        rows.append({
+            "group": g["group"], "task": g["task"], "width": g["width"],
+            "generated_acc": gen, "heldout_acc": held, "acc_ratio": ratio(gen, held),
+            "distance_ratio": g["novelty"]["distance_ratio"],
+            "nn_disagreement": g["novelty"]["nn_disagreement"],
+            "real_nn_disagreement": g.get("real_nn_disagreement", nan),
+            "real_pair_disagreement": g["real_pair_disagreement"],
+        })  # fmt: skip
+    return rows
+
+
 def evaluate_generator(
     gen: WeightGenerator, ds: WeightDataset, settings: EvalSettings | None = None,
     out_dir: str | Path | None = None, label: str = "",
@@ -268,20 +290,22 @@ def evaluate_generator(
     groups = [evaluate_group(gen, ds, g, s, tasks) for g in range(len(ds.groups))]
     report = {"label": label, "kind": gen.kind, "canonical": ds.config.canonical,
               "settings": {**s.__dict__, "sweep": list(s.sweep)},
-              "summary": aggregate(groups), "groups": groups,
+              "summary": aggregate(groups), "per_group": per_group(groups), "groups": groups,
               "tradeoff": tradeoff(gen, ds, s, tasks) if s.sweep else []}  # fmt: skip
     return write_report(report, out_dir) if out_dir is not None else report
 
 
 def write_report(report: dict[str, Any], out_dir: str | Path) -> dict[str, Any]:
-    """Write ``evaluation.json`` and the PNGs (histograms; trade-off curve if swept) to out_dir;
+    """Write ``evaluation.json`` and the PNGs (histograms, per-group breakdown; trade-off curve
+    if swept) to out_dir;
     returns the report with their paths under ``plots``."""
-    from pipelines.evaluation_plots import plot_histograms, plot_tradeoff
+    from pipelines.evaluation_plots import plot_histograms, plot_per_group, plot_tradeoff
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "evaluation.json").write_text(json.dumps(report, indent=2) + "\n")
-    report["plots"] = [str(plot_histograms(report, out / "accuracy_hist.png"))]
+    report["plots"] = [str(plot_histograms(report, out / "accuracy_hist.png")),
+                       str(plot_per_group(report, out / "per_group.png"))]  # fmt: skip
     if report["tradeoff"]:
         report["plots"].append(str(plot_tradeoff([report], out / "tradeoff.png")))
     return report

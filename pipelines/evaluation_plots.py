@@ -1,4 +1,5 @@
-"""PNGs of ``zoo evaluate``: accuracy histograms (real vs generated) and the trade-off curve."""
+"""PNGs of ``zoo evaluate``: accuracy histograms (real vs generated), the per-group breakdown
+and the trade-off curve."""
 
 from __future__ import annotations
 
@@ -13,6 +14,16 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 SHORT = {"temperature": "T", "novelty": "nov", "guidance": "w", "steps": "steps"}
+
+
+def _save_report_figure(fig: Any, report: dict[str, Any], what: str, path: str | Path) -> Path:
+    """Title a figure of one report with its label, ``what`` and its weight space; save; close."""
+    space = "canonical" if report.get("canonical") else "raw"
+    fig.suptitle(f"{report.get('label') or report['kind']}: {what} ({space} weights)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return Path(path)
 
 
 def plot_histograms(report: dict[str, Any], path: str | Path) -> Path:
@@ -39,12 +50,41 @@ def plot_histograms(report: dict[str, Any], path: str | Path) -> Path:
         ax.legend(fontsize=7, loc="upper left")
     for ax in list(axes.flat)[len(groups) :]:
         ax.axis("off")
-    space = "canonical" if report.get("canonical") else "raw"
-    fig.suptitle(f"{report.get('label') or report['kind']}: real vs generated ({space} weights)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return Path(path)
+    return _save_report_figure(fig, report, "real vs generated", path)
+
+
+def plot_per_group(report: dict[str, Any], path: str | Path) -> Path:
+    """Per group (``report["per_group"]``), side by side: mean test accuracy of held-out real
+    and generated nets, and the disagreement of generated nets with their nearest training net
+    beside the real nets' own (held-out vs nearest training net; mean over pairs)."""
+    rows = report["per_group"]
+    names = [r["group"] for r in rows]
+    x = np.arange(len(rows))
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(max(9.0, 1.5 * len(rows) + 3), 4.2))
+    ax1.bar(x - 0.2, [r["heldout_acc"] for r in rows], 0.4, color="tab:blue",
+            label="held-out real")  # fmt: skip
+    ax1.bar(x + 0.2, [r["generated_acc"] for r in rows], 0.4, color="tab:orange",
+            label="generated")  # fmt: skip
+    for xi, r in zip(x, rows, strict=True):
+        if math.isfinite(r["acc_ratio"]):
+            ax1.annotate(f"{100 * r['acc_ratio']:.0f}%", (xi, max(r["heldout_acc"],
+                         r["generated_acc"])), ha="center", xytext=(0, 3),
+                         textcoords="offset points", fontsize=7)  # fmt: skip
+    ax1.set_ylim(0, 1.1)
+    ax1.set_ylabel("mean test accuracy (label: generated / held-out)")
+    ax2.bar(x - 0.27, [r["nn_disagreement"] for r in rows], 0.27, color="tab:orange",
+            label="generated vs nearest training net")  # fmt: skip
+    ax2.bar(x, [r["real_nn_disagreement"] for r in rows], 0.27, color="tab:blue",
+            label="held-out real vs nearest training net")  # fmt: skip
+    ax2.bar(x + 0.27, [r["real_pair_disagreement"] for r in rows], 0.27, color="tab:gray",
+            label="real nets: mean over pairs")  # fmt: skip
+    ax2.set_ylabel("prediction disagreement (test split)")
+    for ax in (ax1, ax2):
+        ax.set_xticks(x, names, rotation=30, ha="right", fontsize=8)
+        ax.grid(alpha=0.3, axis="y")
+    ax1.legend(fontsize=7, loc="upper left")  # accuracy grows with width: left is free
+    ax2.legend(fontsize=7, loc="upper right")
+    return _save_report_figure(fig, report, "per group", path)
 
 
 def plot_tradeoff(reports: list[dict[str, Any]], path: str | Path) -> Path:

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from zoo_fixtures import tiny_spec_dict
+from zoo_fixtures import tiny_flow, tiny_spec_dict
 
 from generators import DataConfig, FlowConfig, FlowGenerator
 from generators.dataset import split_models
@@ -15,8 +15,7 @@ from pipelines.crossval import cross_validate, pool_tradeoff
 from pipelines.evaluate import EvalSettings
 from zoo.spec import ZooSpec
 
-TINY = {"training.max_steps": 5, "training.batch_size": 8, "model.hidden": 16,
-        "model.cond_dim": 8, "model.pca": 0}  # fmt: skip
+TINY = tiny_flow(5, hidden=16, **{"model.pca": 0})
 
 
 @pytest.mark.parametrize("sizes,folds", [((13, 7, 2), 5), ((4, 4), 2), ((10,), 3), ((1, 5), 4)])
@@ -78,6 +77,17 @@ def test_cross_validation_pools_every_real_model_once(store: str, tmp_path: Path
         assert g["heldout_models"] == len(g["real_acc"])
         assert len(g["generated_acc"]) == folds * n
         assert g["real_nn_disagreement"] == pytest.approx(np.mean(g["heldout_nn_disagreement"]))
+    # the per-group breakdown, recomputed from the pooled per-net figures
+    assert [r["group"] for r in report["per_group"]] == [g["group"] for g in report["groups"]]
+    for row, g in zip(report["per_group"], report["groups"], strict=True):
+        gen, held = np.mean(g["generated_acc"]), np.mean(g["heldout_acc"])
+        assert row["generated_acc"] == pytest.approx(gen)
+        assert row["heldout_acc"] == pytest.approx(held)
+        assert row["acc_ratio"] == pytest.approx(gen / held)
+        assert row["real_nn_disagreement"] == pytest.approx(np.mean(g["heldout_nn_disagreement"]))
+        assert row["nn_disagreement"] == g["novelty"]["nn_disagreement"]
+        assert row["real_pair_disagreement"] == g["real_pair_disagreement"]
+    assert (tmp_path / "per_group.png").is_file()
     s = report["summary"]
     all_real = [a for g in report["groups"] for a in g["real_acc"]]
     assert s["heldout_acc"] == pytest.approx(np.mean(all_real))

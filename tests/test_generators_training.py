@@ -9,7 +9,7 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
-from zoo_fixtures import tiny_spec_dict, trained_moons
+from zoo_fixtures import tiny_flow, tiny_spec_dict, trained_moons
 
 from generators import FlowConfig, FlowGenerator, WeightDataset, load_generator, load_population
 from pipelines.cli import main
@@ -17,8 +17,7 @@ from pipelines.generator_training import train_generator
 from zoo import MLP, Population, TrainConfig, get_task, train_population
 from zoo.spec import ZooSpec
 
-TINY = {"training.max_steps": 40, "training.batch_size": 16, "model.hidden": 32,
-        "model.cond_dim": 16}  # fmt: skip
+TINY = tiny_flow(40)
 
 
 @pytest.fixture(scope="module")
@@ -101,10 +100,13 @@ def test_cli_train_sample_evaluate(store: str, tmp_path: Path, capsys) -> None:
     assert "candidates must be >= 1, got 0" in capsys.readouterr().err
     assert load_population(best).conditioning["measured_val_acc"].shape == (5,)  # kept
     assert main(["evaluate", str(run), "--zoo", store, "--n", "6"]) == 0
+    assert "moons/w8" in capsys.readouterr().out  # the per-group table
     report = json.loads((run / "evaluation" / "evaluation.json").read_text())
     assert {g["group"] for g in report["groups"]} == {"moons/w4", "moons/w8"}
     assert (run / "evaluation" / "accuracy_hist.png").is_file()
     assert (run / "evaluation" / "tradeoff.png").is_file()
+    assert (run / "evaluation" / "per_group.png").is_file()
+    assert [r["group"] for r in report["per_group"]] == ["moons/w4", "moons/w8"]
     assert 0 <= report["summary"]["generated_acc_free"] <= 1
     raw = tmp_path / "raw"
     assert main(args[:5] + [str(raw), "--raw", "--max-steps", "5", "--config", str(cfg)]) == 0

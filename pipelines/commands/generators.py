@@ -177,7 +177,7 @@ def evaluate(
     from generators import load_generator
     from generators.base import CONFIG_FILE
     from pipelines.crossval import evaluate_folds, fold_dirs
-    from pipelines.demo import summary_table
+    from pipelines.demo import per_group_table, summary_table
     from pipelines.evaluate import EvalSettings, dataset_for, evaluate_generator
 
     out = out or Path(run_dir) / "evaluation"
@@ -194,6 +194,7 @@ def evaluate(
         report = evaluate_generator(gen, dataset_for(gen, zoo), settings, out, label=str(run_dir))
     console = Console()
     console.print(summary_table({str(run_dir): report}))
+    console.print(per_group_table({"generated": report}))
     console.print(f"results: {out / 'evaluation.json'}; plots: {', '.join(report['plots'])}")
 
 
