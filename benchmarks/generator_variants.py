@@ -12,7 +12,10 @@ One reference row involves no generator: the augmentation's interpolations betwe
 nets (kept when no worse than the worse parent), drawn directly and scored with the same
 metrics. It shows where the flow's own training data sits on the accuracy / novelty trade-off.
 
-    python benchmarks/generator_variants.py [--zoo STORE] [--only NAME ...] [--folds K]
+    python benchmarks/generator_variants.py [--zoo STORE] [--only NAME ...] [--folds K] [--out JSON]
+
+Each row also keeps the per-group breakdown (``per_group``: accuracy ratio and disagreement per
+width). ``--out`` writes to another JSON (and PNG beside it), for a zoo other than the default.
 """
 
 from __future__ import annotations
@@ -77,7 +80,6 @@ VARIANTS: dict[str, tuple[dict, dict]] = {
 }
 KEYS = ("acc_ratio_free", "acc_ratio_matched", "distance_ratio", "nn_disagreement",
         "real_nn_disagreement", "real_pair_disagreement", "diversity")  # fmt: skip
-PLOT = RESULTS.with_suffix(".png")
 ACCURACY_TARGET = 0.98
 
 
@@ -119,7 +121,7 @@ def interpolation_reference(zoo: str, folds: int, per_net: int = 8) -> dict[str,
             "diversity": float(np.mean(div))}  # fmt: skip
 
 
-def plot_frontier(results: dict[str, dict], path: Path) -> Path:
+def plot_frontier(results: dict[str, dict], path: Path, zoo: str = "the default zoo") -> Path:
     """Accuracy ratio against disagreement with the nearest training net, one point per variant,
     with the targets: accuracy >= 98% of held-out real nets, disagreement >= real nets'."""
     import matplotlib
@@ -159,7 +161,7 @@ def plot_frontier(results: dict[str, dict], path: Path) -> Path:
         ax.set_xlim(lo, hi)
     ax.set_xlabel("prediction disagreement with the nearest training net")
     ax.set_ylabel("mean test accuracy, generated / held-out real")
-    ax.set_title("Flow variants, 5-fold on the default zoo: accuracy vs novelty", fontsize=10)
+    ax.set_title(f"Flow variants, 5-fold on {zoo}: accuracy vs novelty", fontsize=10)
     for marker, color, what in (("o", "tab:blue", "flow, canonical weights"),
                                 ("s", "tab:red", "flow, raw weights"),
                                 ("^", "tab:orange", "flow, best of k per prompt")):  # fmt: skip
@@ -176,11 +178,13 @@ def main() -> None:
     ap.add_argument("--zoo", default="demo/zoo.zarr", help="default zoo (run `zoo demo` first)")
     ap.add_argument("--only", nargs="*", help="variant names to run (default: all)")
     ap.add_argument("--folds", type=int, default=5)
+    ap.add_argument("--out", type=Path, default=RESULTS, help="results JSON (PNG beside it)")
     args = ap.parse_args()
+    out, plot = args.out, args.out.with_suffix(".png")
     if not Path(args.zoo).exists():
         raise SystemExit(f"no zoo at {args.zoo}: run `zoo demo` (or `zoo build` + "
                          "`zoo canonicalize`) first")  # fmt: skip
-    results = json.loads(RESULTS.read_text()) if RESULTS.exists() and args.only else {}
+    results = json.loads(out.read_text()) if out.exists() and args.only else {}
     console = Console()
     for name, (overrides, sample) in VARIANTS.items():
         if args.only and name not in args.only:
@@ -194,17 +198,17 @@ def main() -> None:
             "overrides": overrides, "sample_options": sample, "folds": args.folds,
             **{k: s[k] for k in KEYS},
             "acc_ratio_per_fold": [f["acc_ratio_free"] for f in r["folds"]],
-            "train_seconds_per_fold": r["train_seconds"],
+            "train_seconds_per_fold": r["train_seconds"], "per_group": r["per_group"],
         }  # fmt: skip
         console.print(name, {k: round(s[k], 3) for k in KEYS})
-        RESULTS.parent.mkdir(exist_ok=True)
-        RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+        out.parent.mkdir(exist_ok=True)
+        out.write_text(json.dumps(results, indent=2) + "\n")
     if not args.only or REFERENCE in args.only:
         torch.manual_seed(0)
         results[REFERENCE] = {"folds": args.folds, **interpolation_reference(args.zoo, args.folds)}
         console.print(REFERENCE, {k: round(v, 3) for k, v in results[REFERENCE].items()})
-        RESULTS.write_text(json.dumps(results, indent=2) + "\n")
-    console.print(f"results: {RESULTS}, plot: {plot_frontier(results, PLOT)}")
+        out.write_text(json.dumps(results, indent=2) + "\n")
+    console.print(f"results: {out}, plot: {plot_frontier(results, plot, args.zoo)}")
 
 
 if __name__ == "__main__":
