@@ -19,7 +19,7 @@ from distributed import Client, as_completed
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from pipelines.cluster import cpu_count, dask_client, threads_per_worker
+from pipelines.cluster import broadcast, cpu_count, dask_client, threads_per_worker
 from pipelines.presets import default_spec
 from zoo.architectures import architecture_from_dict
 from zoo.spec import ZooSpec
@@ -203,7 +203,7 @@ def _run_dask(
 ) -> None:  # fmt: skip
     n_workers = max(1, len(client.scheduler_info(n_workers=-1)["workers"]))
     threads = 1 if joined else threads_per_worker(n_workers)  # a joined cluster sets its own
-    shipped = {t: client.scatter(d, broadcast=True) for t, d in data.items()}
+    shipped = {t: broadcast(client, d) for t, d in data.items()}
     futures = {
         client.submit(train_chunk, location, c, shipped[c.task], cfg, threads, pure=False): c
         for c in chunks

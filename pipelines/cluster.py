@@ -6,9 +6,10 @@ import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import dask
-from distributed import Client, LocalCluster
+from distributed import Client, Future, LocalCluster
 
 # Dask's nanny starts workers with MALLOC_TRIM_THRESHOLD_=65536 so that they hand freed memory
 # back to the OS early. Torch's CPU kernels allocate and free many mid-sized temporaries, and
@@ -17,6 +18,17 @@ from distributed import Client, LocalCluster
 # in-process with the variable set). Local clusters leave glibc's default instead; a value set
 # in the environment still wins (Dask reads it first).
 WORKER_ENVIRON = {"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}
+
+
+def broadcast(client: Client, value: Any) -> Future:
+    """``value`` copied to every worker, under a key of its own.
+
+    ``scatter`` names data by its content by default, so the stages of one ``zoo build`` (train,
+    then measure landscapes) scatter the same task under the same key. The scheduler may still
+    be releasing the first stage's copy when the second scatters it again, and the second
+    stage's tasks then fail with "lost dependencies" (dask/distributed#8576; it broke a clean
+    ``zoo demo`` here once). A random key per call (``hash=False``) keeps the two apart."""
+    return client.scatter(value, broadcast=True, hash=False)
 
 
 def cpu_count() -> int:

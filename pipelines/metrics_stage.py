@@ -292,14 +292,14 @@ def _run_dask(
 
     from distributed import as_completed
 
-    from pipelines.cluster import dask_client, threads_per_worker
+    from pipelines.cluster import broadcast, dask_client, threads_per_worker
 
     ctx = nullcontext(client) if client is not None else dask_client(workers, scheduler, len(todo))
     out, failures = [], []
     with ctx as c:
         n_workers = max(1, len(c.scheduler_info(n_workers=-1)["workers"]))
         threads = threads_per_worker(n_workers) if not scheduler and client is None else 1
-        shipped = {t: c.scatter(d, broadcast=True) for t, d in data.items()}
+        shipped = {t: broadcast(c, d) for t, d in data.items()}
         # largest populations first: they bound the stage's wall time
         order = sorted(todo, key=lambda n: -open_group(location, mode="r")[n]["weights"].shape[2])
         futures = {
