@@ -91,8 +91,8 @@ def per_group_table(reports: dict[str, dict[str, Any]]) -> Table:
         table.add_column(f"ratio, {name}", justify="right")
     for name in reports:
         table.add_column(f"disagr., {name}", justify="right")
-    table.add_column("real: held-out", justify="right")
-    table.add_column("real: pairs", justify="right")
+    table.add_column("real:\nheld-out", justify="right")
+    table.add_column("real:\npairs", justify="right")
     rows = [r["per_group"] for r in reports.values()]
     for per_report in zip(*rows, strict=True):
         first = per_report[0]
