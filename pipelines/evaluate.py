@@ -297,8 +297,7 @@ def evaluate_generator(
 
 def write_report(report: dict[str, Any], out_dir: str | Path) -> dict[str, Any]:
     """Write ``evaluation.json`` and the PNGs (histograms, per-group breakdown; trade-off curve
-    if swept) to out_dir;
-    returns the report with their paths under ``plots``."""
+    if swept) to out_dir; returns the report with their paths under ``plots``."""
     from pipelines.evaluation_plots import plot_histograms, plot_per_group, plot_tradeoff
 
     out = Path(out_dir)
