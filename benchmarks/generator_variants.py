@@ -121,7 +121,7 @@ def interpolation_reference(zoo: str, folds: int, per_net: int = 8) -> dict[str,
             "diversity": float(np.mean(div))}  # fmt: skip
 
 
-def plot_frontier(results: dict[str, dict], path: Path, zoo: str = "the default zoo") -> Path:
+def plot_frontier(results: dict[str, dict], path: Path, zoo: str) -> Path:
     """Accuracy ratio against disagreement with the nearest training net, one point per variant,
     with the targets: accuracy >= 98% of held-out real nets, disagreement >= real nets'."""
     import matplotlib

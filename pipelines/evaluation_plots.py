@@ -16,14 +16,19 @@ import numpy as np  # noqa: E402
 SHORT = {"temperature": "T", "novelty": "nov", "guidance": "w", "steps": "steps"}
 
 
-def _save_report_figure(fig: Any, report: dict[str, Any], what: str, path: str | Path) -> Path:
-    """Title a figure of one report with its label, ``what`` and its weight space; save; close."""
-    space = "canonical" if report.get("canonical") else "raw"
-    fig.suptitle(f"{report.get('label') or report['kind']}: {what} ({space} weights)")
+def _save_figure(fig: Any, title: str, path: str | Path) -> Path:
+    """Title a figure, save it as a PNG and close it."""
+    fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return Path(path)
+
+
+def _report_title(report: dict[str, Any], what: str) -> str:
+    """A figure title for one report: its label, ``what`` and its weight space."""
+    space = "canonical" if report.get("canonical") else "raw"
+    return f"{report.get('label') or report['kind']}: {what} ({space} weights)"
 
 
 def plot_histograms(report: dict[str, Any], path: str | Path) -> Path:
@@ -50,7 +55,7 @@ def plot_histograms(report: dict[str, Any], path: str | Path) -> Path:
         ax.legend(fontsize=7, loc="upper left")
     for ax in list(axes.flat)[len(groups) :]:
         ax.axis("off")
-    return _save_report_figure(fig, report, "real vs generated", path)
+    return _save_figure(fig, _report_title(report, "real vs generated"), path)
 
 
 def plot_per_group(report: dict[str, Any], path: str | Path) -> Path:
@@ -84,7 +89,7 @@ def plot_per_group(report: dict[str, Any], path: str | Path) -> Path:
         ax.grid(alpha=0.3, axis="y")
     ax1.legend(fontsize=7, loc="upper left")  # accuracy grows with width: left is free
     ax2.legend(fontsize=7, loc="upper right")
-    return _save_report_figure(fig, report, "per group", path)
+    return _save_figure(fig, _report_title(report, "per group"), path)
 
 
 def plot_tradeoff(reports: list[dict[str, Any]], path: str | Path) -> Path:
@@ -127,8 +132,6 @@ def plot_tradeoff(reports: list[dict[str, Any]], path: str | Path) -> Path:
     names = ", ".join(
         f"{v} = {k}" for k, v in SHORT.items() if any(k in r["tradeoff"][0] for r in swept)
     )
-    fig.suptitle(f"accuracy / novelty trade-off, no fine-tuning ({names or knob})")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return Path(path)
+    return _save_figure(
+        fig, f"accuracy / novelty trade-off, no fine-tuning ({names or knob})", path
+    )
