@@ -88,7 +88,9 @@ class WeightBatch:
 @dataclass
 class Source:
     """The usable rows of one population: weights (M, N), property (M,), rows: index in it;
-    filtered: how many usable models the data filter (``exclude_phases``, ``min_val_acc``) left out."""
+    filtered: how many usable models the data filter (``exclude_phases``, ``min_val_acc``) left
+    out; recipes: (M,) each row's training recipe (its hyperparameters but the seed, as JSON),
+    empty when the population does not record them."""
 
     name: str
     task: str
@@ -97,6 +99,7 @@ class Source:
     prop: Tensor
     rows: list[int]
     filtered: int = 0
+    recipes: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -106,7 +109,8 @@ class WeightDataset:
     origin[m] = (population name, row in that population). ``normalizer`` holds the statistics
     of the training models; ``prop_mean``/``prop_std`` standardize the property. filtered: per
     population, the usable models the data filter (``config.exclude_phases``, ``min_val_acc``)
-    left out.
+    left out. recipe: (M,) id of each model's training recipe (population and hyperparameters
+    but the seed: models with one id are replicates), -1 where unknown (in-memory populations).
     """
 
     groups: list[Group]
@@ -118,8 +122,11 @@ class WeightDataset:
     origin: list[tuple[str, int]]
     config: DataConfig = field(default_factory=DataConfig)
     filtered: dict[str, int] = field(default_factory=dict)
+    recipe: Tensor | None = None
 
     def __post_init__(self) -> None:
+        if self.recipe is None:
+            self.recipe = torch.full((len(self.weights),), -1, dtype=torch.long)
         tr = self.train
         self.normalizer = Normalizer.fit(
             self.weights[tr], self.group[tr], self.padded.masks, self.padded.union,
@@ -172,19 +179,23 @@ class WeightDataset:
             members[keys[key]].append(s)
         groups = [Group(m[0].task, m[0].arch, tuple(s.name for s in m)) for m in members]
         padded = PaddedLayout(tuple(g.arch.layout for g in groups))
-        rows, gid, props, origin = [], [], [], []
+        rows, gid, props, origin, recipe = [], [], [], [], []
+        recipe_ids: dict[tuple[str, str], int] = {}
         for g, ms in enumerate(members):
             for s in ms:
                 rows.append(padded.pad(s.weights, g))
                 gid.append(torch.full((len(s.rows),), g, dtype=torch.long))
                 props.append(s.prop)
                 origin += [(s.name, r) for r in s.rows]
+                keys = s.recipes or [None] * len(s.rows)
+                recipe += [-1 if k is None else recipe_ids.setdefault((s.name, k), len(recipe_ids))
+                           for k in keys]  # fmt: skip
         group = torch.cat(gid)
         return cls(
             groups, padded, torch.cat(rows), group, torch.cat(props).float(),
             split_models(group, config.heldout, config.split_seed, config.folds, config.fold),
             origin, config,
-            {s.name: s.filtered for s in sources},
+            {s.name: s.filtered for s in sources}, torch.tensor(recipe, dtype=torch.long),
         )  # fmt: skip
 
     def with_split(self, train_origin: Sequence[tuple[str, int]]) -> WeightDataset:
@@ -197,7 +208,7 @@ class WeightDataset:
         train = torch.tensor([o in wanted for o in self.origin])
         return WeightDataset(
             self.groups, self.padded, self.weights, self.group, self.prop, train, self.origin,
-            self.config, self.filtered,
+            self.config, self.filtered, self.recipe,
         )  # fmt: skip
 
     # ----- views --------------------------------------------------------------------------
@@ -298,7 +309,19 @@ def read_source(pop: Population, config: DataConfig) -> Source:
     usable = len(rows)
     rows, w = select_rows(pop, config, w[rows].float(), rows)
     prop = property_values(pop, config, w, rows)
-    return Source(pop.name, pop.task, pop.arch, w, prop, rows.tolist(), usable - len(rows))
+    return Source(pop.name, pop.task, pop.arch, w, prop, rows.tolist(), usable - len(rows),
+                  training_recipes(pop, rows))  # fmt: skip
+
+
+def training_recipes(pop: Population, rows: Tensor) -> list[str]:
+    """Each of ``rows``' training recipe: its hyperparameters but the seed, as sorted JSON (so
+    that models of one grid cell, trained alike but for the seed, share a key). Empty for
+    populations without recorded hyperparameters (in-memory ones)."""
+    hp = getattr(pop, "hparams", None)
+    if not hp:
+        return []
+    names = sorted(k for k in hp if k != "seed")
+    return [json.dumps({k: np.asarray(hp[k])[r].item() for k in names}) for r in rows.tolist()]
 
 
 def phase_codes(pop: Population) -> np.ndarray:

@@ -51,6 +51,7 @@ def pool_group(folds: list[dict[str, Any]]) -> dict[str, Any]:
         "generated": {"free": summary(torch.tensor(gen_acc))}, "generated_acc": gen_acc,
         "real_acc": first["real_acc"],  # every fold sees all real models (train + held out)
         "real_pair_disagreement": first["real_pair_disagreement"],
+        "real_replicate_disagreement": first.get("real_replicate_disagreement", float("nan")),
         "novelty": _mean_dict([f["novelty"] for f in folds]),
         "diversity": float(np.mean([f["diversity"] for f in folds])),
         "ensemble": {"k": first["ensemble"]["k"],

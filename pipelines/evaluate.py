@@ -11,7 +11,8 @@ G freshly sampled nets (no fine-tuning), all on the task's test split:
   or raw) against the mean nearest-neighbour distance among T (``distance_ratio``), and the
   same per net relative to that neighbour's own nearest-neighbour distance (``local_ratio``);
   prediction disagreement of each G with its nearest T, against the disagreement of each H with
-  its nearest T (two real nets) and the mean disagreement over all pairs of real nets;
+  its nearest T (two real nets), the mean disagreement over all pairs of real nets, and over
+  pairs of replicates (real nets of one recipe: the same hyperparameters, another seed);
 * diversity: mean pairwise disagreement among G;
 * ensembles of K nets: generated vs real vs one net;
 * conditioning fidelity: nets generated for task A evaluated on every task B of the generator
@@ -83,12 +84,33 @@ def disagreement(p: Tensor, q: Tensor) -> Tensor:
     return p.ne(q).float().mean(dim=1)
 
 
+def pairwise_disagreement(p: Tensor) -> Tensor:
+    """(M, M) share of test points where the predictions of rows i and j of p (M, B) differ."""
+    return torch.stack([p.ne(row).float().mean(dim=1) for row in p])
+
+
 def mean_pairwise_disagreement(p: Tensor) -> float:
     m = len(p)
     if m < 2:
         return float("nan")
-    d = torch.stack([p.ne(row).float().mean(dim=1) for row in p])  # (M, M)
-    return float(d.sum() / (m * (m - 1)))
+    return float(pairwise_disagreement(p).sum() / (m * (m - 1)))
+
+
+def replicate_disagreement(p: Tensor, recipe: Tensor) -> float:
+    """Mean disagreement over pairs of replicates: rows of p (M, B) whose recipe (M,) ids are
+    equal and known (>= 0), i.e. nets trained alike but for the seed. NaN without such pairs."""
+    same = recipe[:, None].eq(recipe[None, :]) & recipe[:, None].ge(0)  # (M, M)
+    same.fill_diagonal_(False)
+    if not same.any():
+        return float("nan")
+    return float(pairwise_disagreement(p)[same].mean())
+
+
+def group_replicate_disagreement(ds: WeightDataset, g: int, real_p: Tensor) -> float:
+    """:func:`replicate_disagreement` of group ``g``'s real nets, whose predictions real_p
+    (M_g, B) list its training models first, then its held-out ones (as ``group_weights``)."""
+    recipe = torch.cat([ds.recipe[ds.group_rows(g, True)], ds.recipe[ds.group_rows(g, False)]])
+    return replicate_disagreement(real_p, recipe)
 
 
 def nn_distances(a: Tensor, b: Tensor, exclude_self: bool = False) -> tuple[Tensor, Tensor]:
@@ -187,6 +209,7 @@ def evaluate_group(
         all_p = train_p
     out["real"] = real
     out["real_pair_disagreement"] = mean_pairwise_disagreement(all_p)
+    out["real_replicate_disagreement"] = group_replicate_disagreement(ds, g, all_p)
     out["novelty"] = novelty(gen_w, train_w, gen_p, train_p)
     out["diversity"] = mean_pairwise_disagreement(gen_p)
     k = min(s.ensemble_k, len(gen_w), len(train_w) + len(held_w))
@@ -234,6 +257,9 @@ def aggregate(groups: list[dict[str, Any]]) -> dict[str, Any]:
         vals = [g[key][sub] if sub else g[key] for g in groups if key in g]
         return float(np.mean(vals)) if vals else float("nan")
 
+    replicates = [g["real_replicate_disagreement"] for g in groups
+                  if np.isfinite(g.get("real_replicate_disagreement", float("nan")))]  # fmt: skip
+
     gen_acc = float(np.mean([np.mean(g["generated_acc"]) for g in groups]))
     held = [
         g["real"]["heldout"]["mean"] * g["heldout_models"] for g in groups if "heldout" in g["real"]
@@ -245,7 +271,9 @@ def aggregate(groups: list[dict[str, Any]]) -> dict[str, Any]:
         "distance_ratio": mean("novelty", "distance_ratio"), "local_ratio": mean("novelty", "local_ratio"),
         "nn_disagreement": mean("novelty", "nn_disagreement"),
         "real_nn_disagreement": mean("real_nn_disagreement"),
-        "real_pair_disagreement": mean("real_pair_disagreement"), "diversity": mean("diversity"),
+        "real_pair_disagreement": mean("real_pair_disagreement"),
+        "real_replicate_disagreement": float(np.mean(replicates)) if replicates else float("nan"),
+        "diversity": mean("diversity"),
         "seconds_per_net": mean("seconds_per_net"),
         "ensemble_generated": mean("ensemble", "generated"), "ensemble_real": mean("ensemble", "real"),
         "single_generated": mean("ensemble", "single_generated"),
@@ -262,8 +290,8 @@ def per_group(groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per group: where a generator loses accuracy and where it copies. Generated and
     held-out real mean test accuracy and their ratio, the distance ratio, and the disagreement
     of generated nets with their nearest training net beside the real nets' own (a held-out net
-    vs its nearest training net, and the mean over pairs of real nets); NaN where a group has no
-    held-out models."""
+    vs its nearest training net, the mean over pairs of real nets, and over pairs of
+    replicates); NaN where a group has no held-out models (or no replicates)."""
     nan = float("nan")
     rows = []
     for g in groups:
@@ -276,6 +304,7 @@ def per_group(groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
             "nn_disagreement": g["novelty"]["nn_disagreement"],
             "real_nn_disagreement": g.get("real_nn_disagreement", nan),
             "real_pair_disagreement": g["real_pair_disagreement"],
+            "real_replicate_disagreement": g.get("real_replicate_disagreement", nan),
         })  # fmt: skip
     return rows
 

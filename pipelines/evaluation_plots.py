@@ -61,7 +61,7 @@ def plot_histograms(report: dict[str, Any], path: str | Path) -> Path:
 def plot_per_group(report: dict[str, Any], path: str | Path) -> Path:
     """Per group (``report["per_group"]``), side by side: mean test accuracy of held-out real
     and generated nets, and the disagreement of generated nets with their nearest training net
-    beside the real nets' own (held-out vs nearest training net; mean over pairs)."""
+    beside the real nets' own (held-out vs nearest training net; mean over pairs; replicates)."""
     rows = report["per_group"]
     names = [r["group"] for r in rows]
     x = np.arange(len(rows))
@@ -77,12 +77,14 @@ def plot_per_group(report: dict[str, Any], path: str | Path) -> Path:
                          textcoords="offset points", fontsize=7)  # fmt: skip
     ax1.set_ylim(0, 1.1)
     ax1.set_ylabel("mean test accuracy (label: generated / held-out)")
-    ax2.bar(x - 0.27, [r["nn_disagreement"] for r in rows], 0.27, color="tab:orange",
+    ax2.bar(x - 0.3, [r["nn_disagreement"] for r in rows], 0.2, color="tab:orange",
             label="generated vs nearest training net")  # fmt: skip
-    ax2.bar(x, [r["real_nn_disagreement"] for r in rows], 0.27, color="tab:blue",
+    ax2.bar(x - 0.1, [r["real_nn_disagreement"] for r in rows], 0.2, color="tab:blue",
             label="held-out real vs nearest training net")  # fmt: skip
-    ax2.bar(x + 0.27, [r["real_pair_disagreement"] for r in rows], 0.27, color="tab:gray",
+    ax2.bar(x + 0.1, [r["real_pair_disagreement"] for r in rows], 0.2, color="tab:gray",
             label="real nets: mean over pairs")  # fmt: skip
+    ax2.bar(x + 0.3, [r.get("real_replicate_disagreement", np.nan) for r in rows], 0.2,
+            color="tab:green", label="real replicates (same recipe, other seed)")  # fmt: skip
     ax2.set_ylabel("prediction disagreement (test split)")
     for ax in (ax1, ax2):
         ax.set_xticks(x, names, rotation=30, ha="right", fontsize=8)

@@ -7,13 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from zoo_fixtures import tiny_flow, tiny_spec_dict
+from zoo_fixtures import built_tiny_zoo, tiny_flow
 
 from generators import DataConfig, FlowConfig, FlowGenerator
 from generators.dataset import split_models
 from pipelines.crossval import cross_validate, pool_tradeoff
 from pipelines.evaluate import EvalSettings
-from zoo.spec import ZooSpec
 
 TINY = tiny_flow(5, hidden=16, **{"model.pca": 0})
 
@@ -54,11 +53,7 @@ def test_pooled_tradeoff_recomputes_the_ratio() -> None:
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> str:
-    from pipelines.build import build_zoo
-
-    path = str(tmp_path_factory.mktemp("zoo") / "zoo.zarr")
-    build_zoo(ZooSpec.from_dict(tiny_spec_dict(seeds=3)), path, workers=0, metrics=False)
-    return path
+    return built_tiny_zoo(tmp_path_factory.mktemp("zoo"), seeds=3)
 
 
 def test_cross_validation_pools_every_real_model_once(store: str, tmp_path: Path) -> None:
@@ -87,8 +82,12 @@ def test_cross_validation_pools_every_real_model_once(store: str, tmp_path: Path
         assert row["real_nn_disagreement"] == pytest.approx(np.mean(g["heldout_nn_disagreement"]))
         assert row["nn_disagreement"] == g["novelty"]["nn_disagreement"]
         assert row["real_pair_disagreement"] == g["real_pair_disagreement"]
+        # 3 seeds of each (width, learning rate): every group has replicates
+        assert 0 <= row["real_replicate_disagreement"] == g["real_replicate_disagreement"] <= 1
     assert (tmp_path / "per_group.png").is_file()
     s = report["summary"]
+    reps = [g["real_replicate_disagreement"] for g in report["groups"]]
+    assert s["real_replicate_disagreement"] == pytest.approx(np.mean(reps))
     all_real = [a for g in report["groups"] for a in g["real_acc"]]
     assert s["heldout_acc"] == pytest.approx(np.mean(all_real))
     assert [r["temperature"] for r in report["tradeoff"]] == [0.5, 1.0]

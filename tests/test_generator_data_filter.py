@@ -8,12 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from zoo_fixtures import tiny_flow, tiny_spec_dict, trained_moons
+from zoo_fixtures import built_tiny_zoo, tiny_flow, trained_moons
 
 from generators import DataConfig, FlowConfig, FlowGenerator, WeightDataset, load_generator
 from zoo import MLP, Population
 from zoo.landscape.phases import PHASE_CODES
-from zoo.spec import ZooSpec
 from zoo.store import open_group, open_zoo
 from zoo.training import Status
 
@@ -157,11 +156,7 @@ def test_filter_errors(moons) -> None:
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> str:
     """A tiny zoo (2 widths x 2 learning rates x 2 seeds on moons) without landscape metrics."""
-    from pipelines.build import build_zoo
-
-    path = str(tmp_path_factory.mktemp("zoo") / "zoo.zarr")
-    build_zoo(ZooSpec.from_dict(tiny_spec_dict()), path, workers=0, metrics=False)
-    return path
+    return built_tiny_zoo(tmp_path_factory.mktemp("zoo"))
 
 
 def test_stored_phase_labels_select_models(store: str, tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 import zarr
-from zoo_fixtures import tiny_spec_dict
+from zoo_fixtures import built_tiny_zoo, tiny_spec_dict
 
 from pipelines.build import build_zoo
 from zoo import open_zoo
@@ -20,9 +20,7 @@ from zoo.training import METRIC_NAMES, Status, TrainConfig, train_population
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> str:
-    path = str(tmp_path_factory.mktemp("zoo") / "zoo.zarr")
-    build_zoo(ZooSpec.from_dict(tiny_spec_dict()), path, workers=0, metrics=False)
-    return path
+    return built_tiny_zoo(tmp_path_factory.mktemp("zoo"))
 
 
 def test_layout_of_the_store(built: str) -> None:

@@ -3,6 +3,8 @@ and directly trained moons MLP populations for the generator tests."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 from torch import Tensor
 
@@ -51,6 +53,17 @@ def tiny_spec_dict(**over: object) -> dict:
     }
     d.update(over)
     return d
+
+
+def built_tiny_zoo(directory: str | Path, **over: object) -> str:
+    """Build ``tiny_spec_dict(**over)`` in-process (no landscape metrics) into
+    ``directory/zoo.zarr``; returns the store's path."""
+    from pipelines.build import build_zoo
+    from zoo.spec import ZooSpec
+
+    path = str(Path(directory) / "zoo.zarr")
+    build_zoo(ZooSpec.from_dict(tiny_spec_dict(**over)), path, workers=0, metrics=False)
+    return path
 
 
 def tiny_flow(max_steps: int, hidden: int = 32, **extra: object) -> dict[str, object]:
