@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from generators.config import GeneratorConfig
 from generators.dataset import WeightDataset
 from generators.info import DatasetInfo
-from generators.selection import SELECT_CANDIDATES, PromptSelection
+from generators.selection import SELECT_CANDIDATES, PromptSelection, check_rule
 from zoo.population import Population
 
 CONFIG_FILE = "generator.json"
@@ -166,7 +166,8 @@ class WeightGenerator(ABC):
     @torch.no_grad()
     def sample(
         self, n: int, task: str | None = None, width: int | None = None, seed: int = 0,
-        target: float | None = None, candidates: int = 1, **options: Any,
+        target: float | None = None, candidates: int = 1, select: str = "closest",
+        **options: Any,
     ) -> Population:  # fmt: skip
         """``n`` new networks for (task, width) as a Population (weights (n, N) + layout).
 
@@ -174,12 +175,14 @@ class WeightGenerator(ABC):
         validation accuracy of 0.95); None draws it from the group's training models.
         candidates: k > 1 draws k nets per prompt and keeps the one whose measured property is
         closest to it (:mod:`generators.selection`; k times the cost); the kept nets' measured
-        values come back as ``conditioning["measured_<property>"]``.
+        values come back as ``conditioning["measured_<property>"]``. select: ``"closest"``, or
+        ``"at-least"``: the closest of the candidates at least as good as the prompt.
         Further options are generator specific (for flow: steps, solver, guidance, ...).
         """
         info = self.require_info()
         if n < 1:
             raise ValueError(f"n must be >= 1, got {n}")
+        check_rule(select)
         g = info.resolve(task, width)
         rng = torch.Generator().manual_seed(int(seed))
         props = None
@@ -198,7 +201,9 @@ class WeightGenerator(ABC):
         if candidates == 1:
             weights = self._sample(n, g, rng, props, **options)
             return Population(group.arch, weights, group.task, f"generated-{group.key}", cond)
-        selection = PromptSelection(candidates, info.data.property if props is not None else "")
+        selection = PromptSelection(
+            candidates, info.data.property if props is not None else "", select
+        )
         kept, measured = [], []
         per_round = max(1, SELECT_CANDIDATES // candidates)  # prompts whose candidates fit a round
         for a in range(0, n, per_round):

@@ -6,8 +6,10 @@ over 5 folds. With ``candidates=k`` every requested net is drawn k times with
 the same prompt, each candidate's conditioning property is *measured* on the split it was
 recorded on (``val_acc``: the validation split; the test split stays unseen, which is why a
 generator conditioned on a ``test_*`` property refuses to select), and the candidate closest to
-the prompt is kept. That is G.pt's "prompt for a loss" with a check, at k times the sampling cost
-plus k forward passes over the validation split per net.
+the prompt is kept (``rule="closest"``), or, with ``rule="at-least"``, the candidate closest to
+the prompt among those at least as good as it (higher accuracy, lower loss; if none is, the best
+candidate): the prompt as a quality floor. That is G.pt's "prompt for a loss" with a check, at k
+times the sampling cost plus k forward passes over the validation split per net.
 """
 
 from __future__ import annotations
@@ -24,6 +26,14 @@ from zoo.architectures import Architecture
 # temporaries below glibc's mmap threshold (1,000 nets of width 128, best of 8: 5.1 s in rounds
 # of 256 candidates, 10.3 s in rounds of 2,048)
 SELECT_CANDIDATES = 256
+RULES = ("closest", "at-least")  # which candidate of a prompt is kept (PromptSelection.rule)
+
+
+def check_rule(rule: str) -> str:
+    """``rule`` if it is one of ``RULES``, else a ValueError naming them."""
+    if rule not in RULES:
+        raise ValueError(f"unknown selection rule {rule!r}; choose one of {', '.join(RULES)}")
+    return rule
 
 
 @dataclass(frozen=True)
@@ -39,16 +49,19 @@ class Selected:
 @dataclass(frozen=True)
 class PromptSelection:
     """Keep, of ``candidates`` nets drawn per prompt, the one whose measured ``property`` is
-    closest to the prompt (ties: the first drawn)."""
+    closest to the prompt (``rule="closest"``), or closest among those at least as good as the
+    prompt (``rule="at-least"``; none is: the best). Ties: the first drawn."""
 
     candidates: int
     property: str
+    rule: str = "closest"
 
     def __post_init__(self) -> None:
         if isinstance(self.candidates, bool) or not isinstance(self.candidates, int):
             raise ValueError(f"candidates must be an integer >= 1, got {self.candidates!r}")
         if self.candidates < 1:
             raise ValueError(f"candidates must be >= 1, got {self.candidates}")
+        check_rule(self.rule)
         if not self.property:
             raise ValueError(
                 "candidates > 1 needs a generator conditioned on a property "
@@ -69,8 +82,14 @@ class PromptSelection:
         """(n,) index of the kept candidate; measured: (n, k) property of the candidates,
         prompts: (n,) the values asked for. A NaN measurement (a diverged net) is never kept
         unless every candidate of its prompt is NaN."""
-        err = (measured - prompts[:, None]).abs()  # (n, k)
-        return err.nan_to_num(nan=float("inf")).argmin(dim=1)
+        if self.rule == "closest":
+            err = (measured - prompts[:, None]).abs()  # (n, k)
+            return err.nan_to_num(nan=float("inf")).argmin(dim=1)
+        sign = 1.0 if self.property.endswith("_acc") else -1.0  # +: higher is better
+        gain = (sign * (measured - prompts[:, None])).nan_to_num(nan=-float("inf"))  # (n, k)
+        over = gain.ge(0)
+        closest_over = gain.masked_fill(~over, float("inf")).argmin(dim=1)
+        return torch.where(over.any(dim=1), closest_over, gain.argmax(dim=1))
 
     def select(
         self, candidates: Tensor, prompts: Tensor, arch: Architecture, task: str

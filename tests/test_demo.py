@@ -9,7 +9,7 @@ import pytest
 from rich.console import Console
 from zoo_fixtures import tiny_spec_dict
 
-from pipelines.demo import BEST_OF, VARIANTS, run_demo
+from pipelines.demo import BEST_OF, SELECTED, VARIANTS, run_demo
 from zoo.spec import ZooSpec
 
 
@@ -27,7 +27,7 @@ def test_demo_on_a_tiny_zoo(tmp_path: Path) -> None:
     )
     pooled = json.loads((tmp_path / "flow-canonical" / f"best-of-{BEST_OF}" /
                          "evaluation.json").read_text())  # fmt: skip
-    assert pooled["settings"]["sample_options"] == {"candidates": BEST_OF}
+    assert pooled["settings"]["sample_options"] == SELECTED
     assert pooled["settings"]["folds"] == 2
     assert all(Path(p).is_file() for p in result["plots"])
     text = console.export_text()

@@ -9,13 +9,12 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
-from zoo_fixtures import tiny_flow, tiny_spec_dict, trained_moons
+from zoo_fixtures import built_tiny_zoo, tiny_flow, trained_moons
 
 from generators import FlowConfig, FlowGenerator, WeightDataset, load_generator, load_population
 from pipelines.cli import main
 from pipelines.generator_training import train_generator
 from zoo import MLP, Population, TrainConfig, get_task, train_population
-from zoo.spec import ZooSpec
 
 TINY = tiny_flow(40)
 
@@ -68,12 +67,12 @@ def test_resume_continues_exactly(dataset: WeightDataset, tmp_path: Path) -> Non
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> str:
-    from pipelines.build import build_zoo
     from pipelines.canonicalize_stage import canonicalize_zoo
 
-    path = str(tmp_path_factory.mktemp("zoo") / "tiny.zarr")
-    spec = tiny_spec_dict(seeds=3, temperature={"axis": "learning_rate", "values": [0.05, 0.2]})
-    build_zoo(ZooSpec.from_dict(spec), path, workers=0, metrics=False)
+    path = built_tiny_zoo(
+        tmp_path_factory.mktemp("zoo"), seeds=3,
+        temperature={"axis": "learning_rate", "values": [0.05, 0.2]},
+    )  # fmt: skip
     canonicalize_zoo(path, workers=0)
     return path
 
@@ -95,7 +94,18 @@ def test_cli_train_sample_evaluate(store: str, tmp_path: Path, capsys) -> None:
     best = tmp_path / "best.safetensors"  # best of 3 per prompt: measured values come along
     assert main(["sample", str(run), "--n", "5", "--candidates", "3", "--out", str(best)]) == 0
     assert load_population(best).conditioning["measured_val_acc"].shape == (5,)
-    assert "best of 3: val_acc" in capsys.readouterr().out
+    assert "best of 3 (closest): val_acc" in capsys.readouterr().out
+    floor = tmp_path / "floor.safetensors"  # the prompt as a floor, at another temperature
+    assert main(["sample", str(run), "--n", "5", "--candidates", "3", "--select", "at-least",
+                 "--temperature", "0.75", "--out", str(floor)]) == 0  # fmt: skip
+    assert "best of 3 (at-least): val_acc" in capsys.readouterr().out
+    assert torch.equal(
+        load_population(floor).weights(),
+        load_generator(run).sample(5, candidates=3, select="at-least", temperature=0.75).weights(),
+    )
+    assert main(["sample", str(run), "--n", "5", "--candidates", "3", "--select", "above",
+                 "--out", str(floor)]) == 2  # fmt: skip
+    assert "unknown selection rule 'above'" in capsys.readouterr().err
     assert main(["sample", str(run), "--n", "5", "--candidates", "0", "--out", str(best)]) == 2
     assert "candidates must be >= 1, got 0" in capsys.readouterr().err
     assert load_population(best).conditioning["measured_val_acc"].shape == (5,)  # kept
@@ -121,10 +131,15 @@ def test_cli_train_sample_evaluate(store: str, tmp_path: Path, capsys) -> None:
         len(g["real_acc"]) for g in pooled["groups"]
     )
     # a cross-validated run dir evaluates fold by fold, pooled, here with best-of-2 sampling
-    assert main(["evaluate", str(cv), "--zoo", store, "--n", "4", "--candidates", "2"]) == 0
+    assert main(["evaluate", str(cv), "--zoo", store, "--n", "4", "--candidates", "2",
+                 "--select", "at-least", "--temperature", "0.75"]) == 0  # fmt: skip
     again = json.loads((cv / "evaluation" / "evaluation.json").read_text())
     assert again["settings"]["folds"] == 2
-    assert again["settings"]["sample_options"] == {"candidates": 2}
+    assert again["settings"]["sample_options"] == {
+        "candidates": 2,
+        "select": "at-least",
+        "temperature": 0.75,
+    }
     assert sorted(a for g in again["groups"] for a in g["heldout_acc"]) == pytest.approx(
         sorted(a for g in pooled["groups"] for a in g["heldout_acc"])
     )

@@ -43,6 +43,28 @@ def test_choose_is_the_first_closest_candidate(n: int, k: int) -> None:
         assert int(chosen[i]) == expect
 
 
+@pytest.mark.parametrize("n,k", [(1, 1), (1, 5), (7, 2), (16, 8)])
+@pytest.mark.parametrize("prop", ["val_acc", "val_loss"])
+def test_at_least_keeps_the_closest_candidate_no_worse_than_the_prompt(
+    n: int, k: int, prop: str
+) -> None:
+    g = torch.Generator().manual_seed(n * 17 + k)
+    measured = torch.randint(0, 5, (n, k), generator=g).float() / 4  # ties on purpose
+    measured[measured == 0.5] = float("nan")  # diverged candidates
+    prompts = torch.randint(0, 5, (n,), generator=g).float() / 4
+    chosen = PromptSelection(k, prop, "at-least").choose(measured, prompts)
+    better = 1.0 if prop == "val_acc" else -1.0  # accuracy: higher is better; loss: lower
+    for i in range(n):
+        gains = [better * (float(m) - float(prompts[i])) for m in measured[i]]
+        ok = [gn for gn in gains if gn == gn and gn >= 0]
+        finite = [gn for gn in gains if gn == gn]
+        if ok:  # the first of the smallest non-negative gains: just good enough
+            expect = gains.index(min(ok))
+        else:  # none is good enough: the best one (all diverged: the first)
+            expect = gains.index(max(finite)) if finite else 0
+        assert int(chosen[i]) == expect
+
+
 def reference(gen: FlowGenerator, n: int, k: int, width: int, seed: int, target: float | None,
               chunk: int) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
     """Best-of-k re-implemented from the generator's own draws: (weights (n, N), measured (n,))."""
@@ -86,6 +108,13 @@ def test_selection_meets_the_prompt_better_than_one_draw(trained: FlowGenerator)
     err_one = (one - 0.85).abs().mean()
     err_best = (best.conditioning["measured_val_acc"] - 0.85).abs().mean()
     assert err_best < err_one
+    floor = trained.sample(64, width=3, seed=0, target=0.85, candidates=8, select="at-least")
+    kept = floor.conditioning["measured_val_acc"]
+    assert torch.equal(kept, floor.evaluate(split="val"))
+    # as often at or above the prompt as any rule can be: whenever one candidate was, it is kept
+    assert (kept >= 0.85).float().mean() >= (
+        best.conditioning["measured_val_acc"] >= 0.85
+    ).float().mean()
     assert torch.equal(trained.sample(5, seed=2, candidates=1).weights(),
                        trained.sample(5, seed=2).weights())  # fmt: skip
 
@@ -103,5 +132,9 @@ def test_selection_errors(trained: FlowGenerator, pops: list[Population]) -> Non
     plain.fit(WeightDataset.from_populations(pops, DataConfig(property="")))
     with pytest.raises(ValueError, match="needs a generator conditioned on a property"):
         plain.sample(2, candidates=3)
+    with pytest.raises(ValueError, match="unknown selection rule 'atleast'; choose one of clo"):
+        trained.sample(2, candidates=3, select="atleast")
+    with pytest.raises(ValueError, match="unknown selection rule 'best'"):
+        trained.sample(2, select="best")  # refused even with one candidate
     with pytest.raises(ValueError, match=r"expected 6 candidates \(3 prompts x 2\), got 5"):
         PromptSelection(2, "val_acc").select(torch.zeros(5, 3), torch.zeros(3), None, "moons")

@@ -24,6 +24,11 @@ CandidatesOpt = typer.Option(
     help="draw K nets per prompt and keep the one whose measured validation property is "
     "closest to it (K times the sampling cost)"
 )
+SelectOpt = typer.Option(
+    help="with --candidates: closest | at-least (the closest of the candidates at least as good "
+    "as the prompt; none is: the best)"
+)
+TemperatureOpt = typer.Option(help="source-noise scale (default: the generator's config)")
 
 
 @app.command("train-generator")
@@ -127,7 +132,9 @@ def sample(
     solver: Annotated[str | None, typer.Option(help="euler | heun | rk4")] = None,
     guidance: Annotated[float | None, typer.Option(help="classifier-free guidance weight")] = None,
     novelty: Annotated[float | None, typer.Option(help="off-span noise scale")] = None,
+    temperature: Annotated[float | None, TemperatureOpt] = None,
     candidates: Annotated[int, CandidatesOpt] = 1,
+    select: Annotated[str, SelectOpt] = "closest",
 ) -> None:
     """Sample new networks from a trained generator and write them to a file."""
     import time
@@ -135,11 +142,11 @@ def sample(
     from generators import load_generator, save_population
 
     gen = load_generator(run_dir)
-    opts = {k: v for k, v in dict(steps=steps, solver=solver, guidance=guidance,
-                                  novelty=novelty).items() if v is not None}  # fmt: skip
+    opts = {k: v for k, v in dict(steps=steps, solver=solver, guidance=guidance, novelty=novelty,
+                                  temperature=temperature).items() if v is not None}  # fmt: skip
     t0 = time.perf_counter()
     pop = gen.sample(n, task=task, width=width, seed=seed, target=target, candidates=candidates,
-                     **opts)  # fmt: skip
+                     select=select, **opts)  # fmt: skip
     dt = time.perf_counter() - t0
     path = save_population(pop, out)
     Console().print(f"{n} {pop.task} nets of width {pop.arch.width} ({pop.arch.num_params} "
@@ -148,7 +155,7 @@ def sample(
     if measured is not None:  # best of k: how close the kept nets came to their prompts
         got, asked = pop.conditioning[measured], pop.conditioning["target"]
         prop = measured.removeprefix("measured_")
-        Console().print(f"best of {candidates}: {prop} {float(got.mean()):.3f} on average "
+        Console().print(f"best of {candidates} ({select}): {prop} {float(got.mean()):.3f} on average "
                         f"(prompts {float(asked.mean()):.3f}; mean miss "
                         f"{float((got - asked).abs().mean()):.3f})", highlight=False)  # fmt: skip
 
@@ -168,7 +175,9 @@ def evaluate(
             help="sampling knob swept for the trade-off curve: temperature | novelty | guidance | steps"
         ),
     ] = "temperature",
+    temperature: Annotated[float | None, TemperatureOpt] = None,
     candidates: Annotated[int, CandidatesOpt] = 1,
+    select: Annotated[str, SelectOpt] = "closest",
 ) -> None:
     """Accuracy, novelty, diversity, ensembles and fidelity of generated nets vs held-out ones.
 
@@ -176,6 +185,7 @@ def evaluate(
     generator is evaluated on its own held-out models and the results are pooled."""
     from generators import load_generator
     from generators.base import CONFIG_FILE
+    from generators.selection import check_rule
     from pipelines.crossval import evaluate_folds, fold_dirs
     from pipelines.demo import per_group_table, summary_table
     from pipelines.evaluate import EvalSettings, dataset_for, evaluate_generator
@@ -185,8 +195,14 @@ def evaluate(
               "guidance": (1.0, 1.5, 2.0, 3.0), "steps": (2, 4, 8, 16, 32)}  # fmt: skip
     if knob not in sweeps:
         raise ValueError(f"unknown knob {knob!r} ({', '.join(sweeps)})")
-    settings = EvalSettings(n=n, seed=seed, knob=knob, sweep=sweeps[knob],
-                            sample_options={"candidates": candidates} if candidates != 1 else {})  # fmt: skip
+    check_rule(select)
+    given = {
+        "candidates": (candidates, 1),
+        "select": (select, "closest"),
+        "temperature": (temperature, None),
+    }  # (value, default); a sweep still sweeps its knob
+    options: dict[str, Any] = {k: v for k, (v, default) in given.items() if v != default}
+    settings = EvalSettings(n=n, seed=seed, knob=knob, sweep=sweeps[knob], sample_options=options)
     if not (Path(run_dir) / CONFIG_FILE).is_file() and fold_dirs(run_dir):
         report = evaluate_folds(run_dir, zoo, settings, out, label=str(run_dir))
     else:
