@@ -175,8 +175,10 @@ class WeightGenerator(ABC):
         validation accuracy of 0.95); None draws it from the group's training models.
         candidates: k > 1 draws k nets per prompt and keeps the one whose measured property is
         closest to it (:mod:`generators.selection`; k times the cost); the kept nets' measured
-        values come back as ``conditioning["measured_<property>"]``. select: ``"closest"``, or
-        ``"at-least"``: the closest of the candidates at least as good as the prompt.
+        values come back as ``conditioning["measured_<property>"]``. select: ``"closest"``; or, of
+        the candidates at least as good as the prompt, the closest to it (``"at-least"``) or the
+        one that differs most from its nearest training net on the validation split
+        (``"novel"``; that share comes back as ``conditioning["nearest_train_disagreement"]``).
         Further options are generator specific (for flow: steps, solver, guidance, ...).
         """
         info = self.require_info()
@@ -204,16 +206,21 @@ class WeightGenerator(ABC):
         selection = PromptSelection(
             candidates, info.data.property if props is not None else "", select
         )
-        kept, measured = [], []
+        reference = info.training_nets(g) if select == "novel" else None
+        kept, measured, novelty = [], [], []
         per_round = max(1, SELECT_CANDIDATES // candidates)  # prompts whose candidates fit a round
         for a in range(0, n, per_round):
             p = props[a : a + per_round]
             drawn = self._sample(len(p) * candidates, g, rng, p.repeat_interleave(candidates),
                                  **options)  # fmt: skip
-            chosen = selection.select(drawn, p, group.arch, group.task)
+            chosen = selection.select(drawn, p, group.arch, group.task, reference)
             kept.append(chosen.weights)
             measured.append(chosen.measured)
+            if chosen.novelty is not None:
+                novelty.append(chosen.novelty)
         cond[f"measured_{info.data.property}"] = torch.cat(measured)
+        if novelty:
+            cond["nearest_train_disagreement"] = torch.cat(novelty)
         return Population(group.arch, torch.cat(kept), group.task, f"generated-{group.key}", cond)
 
     # ----- persistence --------------------------------------------------------------------
@@ -226,7 +233,7 @@ class WeightGenerator(ABC):
             "dataset": info.to_dict(),
         }  # fmt: skip
         tensors = {f"net.{k}": v for k, v in self.network.state_dict().items()}
-        tensors.update(info.normalizer.state_dict())
+        tensors.update(info.tensors())
         tensors.update(self.extra_tensors())
         save_file({k: v.detach().contiguous() for k, v in tensors.items()}, out / WEIGHTS_FILE)
         (out / CONFIG_FILE).write_text(json.dumps(meta, indent=2) + "\n")

@@ -1,12 +1,14 @@
-"""What a trained generator keeps of its dataset: groups, split, normalization, property stats.
+"""What a trained generator keeps of its dataset: groups, split, normalization, property stats,
+and the training nets themselves.
 
-Saved with the generator (JSON + the normalizer's tensors in safetensors) so that sampling needs
-no zoo, and evaluation can find the exact training and held-out models again.
+Saved with the generator (JSON + the normalizer's tensors and the training nets' weights in
+safetensors) so that sampling needs no zoo (best-of-k with ``select="novel"`` compares candidates
+with the training nets), and evaluation can find the exact training and held-out models again.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
@@ -18,11 +20,16 @@ from generators.dataset import Group, WeightDataset, group_tasks, group_widths
 from generators.normalization import Normalizer
 from generators.padding import PaddedLayout
 
+TRAIN_WEIGHTS = "train_weights"  # safetensors key prefix: train_weights.<group>
+
 
 @dataclass
 class DatasetInfo:
     """groups: conditioning classes; group_props[g]: the training models' property values;
-    train_origin / heldout_origin: (population, row) of the models in each split."""
+    train_origin / heldout_origin: (population, row) of the models in each split;
+    train_weights[g]: (M_g, N_g) unpadded weights of group g's training models (in the
+    generator's weight space: canonical or raw), empty for generators saved before they were
+    kept."""
 
     groups: list[Group]
     data: DataConfig
@@ -32,6 +39,7 @@ class DatasetInfo:
     train_origin: list[tuple[str, int]]
     heldout_origin: list[tuple[str, int]]
     normalizer: Normalizer
+    train_weights: list[Tensor] = field(default_factory=list)
 
     @classmethod
     def from_dataset(cls, ds: WeightDataset) -> DatasetInfo:
@@ -42,6 +50,7 @@ class DatasetInfo:
             train_origin=[o for o, t in zip(ds.origin, ds.train.tolist(), strict=True) if t],
             heldout_origin=[o for o, t in zip(ds.origin, ds.train.tolist(), strict=True) if not t],
             normalizer=ds.normalizer,
+            train_weights=[ds.group_weights(g, True).clone() for g in range(len(ds.groups))],
         )  # fmt: skip
 
     @cached_property
@@ -106,4 +115,22 @@ class DatasetInfo:
             train_origin=[(str(a), int(b)) for a, b in d["train_origin"]],
             heldout_origin=[(str(a), int(b)) for a, b in d["heldout_origin"]],
             normalizer=Normalizer.from_state_dict(tensors),
+            train_weights=[tensors[f"{TRAIN_WEIGHTS}.{g}"] for g in range(len(d["groups"]))
+                           if f"{TRAIN_WEIGHTS}.{g}" in tensors],
         )  # fmt: skip
+
+    def tensors(self) -> dict[str, Tensor]:
+        """The tensors saved with the generator: the normalizer's and the training nets'."""
+        out = dict(self.normalizer.state_dict())
+        out.update({f"{TRAIN_WEIGHTS}.{g}": w for g, w in enumerate(self.train_weights)})
+        return out
+
+    def training_nets(self, g: int) -> Tensor:
+        """(M_g, N_g) weights of group g's training models, or a ValueError for a generator
+        saved without them."""
+        if g >= len(self.train_weights):
+            raise ValueError(
+                "this generator was saved without its training nets (an older run dir): "
+                "train it again to select novel candidates"
+            )
+        return self.train_weights[g]

@@ -6,10 +6,14 @@ over 5 folds. With ``candidates=k`` every requested net is drawn k times with
 the same prompt, each candidate's conditioning property is *measured* on the split it was
 recorded on (``val_acc``: the validation split; the test split stays unseen, which is why a
 generator conditioned on a ``test_*`` property refuses to select), and the candidate closest to
-the prompt is kept (``rule="closest"``), or, with ``rule="at-least"``, the candidate closest to
-the prompt among those at least as good as it (higher accuracy, lower loss; if none is, the best
-candidate): the prompt as a quality floor. That is G.pt's "prompt for a loss" with a check, at k
-times the sampling cost plus k forward passes over the validation split per net.
+the prompt is kept (``rule="closest"``). Two rules read the prompt as a quality floor instead:
+of the candidates at least as good as it (higher accuracy, lower loss), ``rule="at-least"`` keeps
+the one closest to it, and ``rule="novel"`` the one whose predictions on the validation split
+differ most from those of its nearest training net (L2 in the generator's weight space, the
+novelty measure of ``zoo evaluate``); if no candidate meets the floor, the best one is kept.
+That is G.pt's "prompt for a loss" with a check, at k times the sampling cost plus k forward
+passes over the validation split per net; ``novel`` is rejection sampling against copies of the
+training set, for which the generator keeps its training nets.
 """
 
 from __future__ import annotations
@@ -21,12 +25,15 @@ from torch import Tensor
 
 from generators.dataset import is_measurable, measure_property
 from zoo.architectures import Architecture
+from zoo.tasks import get_task
+from zoo.training import EVAL_BATCH, EVAL_ELEMENTS
 
 # candidates drawn and measured per round (prompts per round: this // k): small rounds keep the
 # temporaries below glibc's mmap threshold (1,000 nets of width 128, best of 8: 5.1 s in rounds
 # of 256 candidates, 10.3 s in rounds of 2,048)
 SELECT_CANDIDATES = 256
-RULES = ("closest", "at-least")  # which candidate of a prompt is kept (PromptSelection.rule)
+# which candidate of a prompt is kept (PromptSelection.rule)
+RULES = ("closest", "at-least", "novel")
 
 
 def check_rule(rule: str) -> str:
@@ -39,18 +46,21 @@ def check_rule(rule: str) -> str:
 @dataclass(frozen=True)
 class Selected:
     """weights: (n, N) the kept candidates; measured: (n,) their measured property;
-    index: (n,) which of the k candidates of each prompt was kept."""
+    index: (n,) which of the k candidates of each prompt was kept; novelty: (n,) their
+    disagreement with the nearest training net on the validation split (rule ``novel`` only)."""
 
     weights: Tensor
     measured: Tensor
     index: Tensor
+    novelty: Tensor | None = None
 
 
 @dataclass(frozen=True)
 class PromptSelection:
     """Keep, of ``candidates`` nets drawn per prompt, the one whose measured ``property`` is
-    closest to the prompt (``rule="closest"``), or closest among those at least as good as the
-    prompt (``rule="at-least"``; none is: the best). Ties: the first drawn."""
+    closest to the prompt (``rule="closest"``); or, of those at least as good as the prompt, the
+    closest to it (``rule="at-least"``) or the most novel (``rule="novel"``); none is: the best.
+    Ties: the first drawn."""
 
     candidates: int
     property: str
@@ -78,29 +88,74 @@ class PromptSelection:
                 "condition the generator on val_acc or val_loss"
             )
 
-    def choose(self, measured: Tensor, prompts: Tensor) -> Tensor:
+    def choose(self, measured: Tensor, prompts: Tensor, novelty: Tensor | None = None) -> Tensor:
         """(n,) index of the kept candidate; measured: (n, k) property of the candidates,
-        prompts: (n,) the values asked for. A NaN measurement (a diverged net) is never kept
-        unless every candidate of its prompt is NaN."""
+        prompts: (n,) the values asked for, novelty: (n, k) (rule ``novel`` only). A NaN
+        measurement (a diverged net) is never kept unless every candidate of its prompt is NaN."""
         if self.rule == "closest":
             err = (measured - prompts[:, None]).abs()  # (n, k)
             return err.nan_to_num(nan=float("inf")).argmin(dim=1)
         sign = 1.0 if self.property.endswith("_acc") else -1.0  # +: higher is better
         gain = (sign * (measured - prompts[:, None])).nan_to_num(nan=-float("inf"))  # (n, k)
         over = gain.ge(0)
-        closest_over = gain.masked_fill(~over, float("inf")).argmin(dim=1)
-        return torch.where(over.any(dim=1), closest_over, gain.argmax(dim=1))
+        if self.rule == "novel":
+            if novelty is None:
+                raise ValueError("rule 'novel' needs the candidates' novelty")
+            kept_over = novelty.masked_fill(~over, -float("inf")).argmax(dim=1)
+        else:
+            kept_over = gain.masked_fill(~over, float("inf")).argmin(dim=1)
+        return torch.where(over.any(dim=1), kept_over, gain.argmax(dim=1))
 
     def select(
-        self, candidates: Tensor, prompts: Tensor, arch: Architecture, task: str
-    ) -> Selected:
-        """candidates: (n * k, N), the k candidates of prompt i in rows i*k .. i*k + k - 1."""
+        self, candidates: Tensor, prompts: Tensor, arch: Architecture, task: str,
+        reference: Tensor | None = None,
+    ) -> Selected:  # fmt: skip
+        """candidates: (n * k, N), the k candidates of prompt i in rows i*k .. i*k + k - 1;
+        reference: (R, N) the training nets, needed by rule ``novel``."""
         n, k = len(prompts), self.candidates
         if len(candidates) != n * k:
             raise ValueError(
                 f"expected {n * k} candidates ({n} prompts x {k}), got {len(candidates)}"
             )
-        measured = measure_property(self.property, arch, task, candidates).view(n, k)
-        index = self.choose(measured, prompts)
+        if self.rule == "novel" and reference is None:
+            raise ValueError("rule 'novel' needs the training nets to compare with")
+        novelty = None
+        if self.rule == "novel":
+            labels = val_predictions(arch, task, candidates)  # (n * k, V)
+            novelty = nearest_disagreement(arch, task, candidates, reference, labels).view(n, k)
+        if self.rule == "novel" and self.property == "val_acc":  # the same forward pass
+            measured = labels.eq(get_task(task).split("val")[1]).float().mean(dim=1).view(n, k)
+        else:
+            measured = measure_property(self.property, arch, task, candidates).view(n, k)
+        index = self.choose(measured, prompts, novelty)
         rows = torch.arange(n)
-        return Selected(candidates.view(n, k, -1)[rows, index], measured[rows, index], index)
+        return Selected(
+            candidates.view(n, k, -1)[rows, index], measured[rows, index], index,
+            None if novelty is None else novelty[rows, index],
+        )  # fmt: skip
+
+
+@torch.no_grad()
+def val_predictions(arch: Architecture, task: str, w: Tensor) -> Tensor:
+    """(M, V) class predicted by each net of w (M, N) for each point of the validation split;
+    a ValueError for a task without classes."""
+    data = get_task(task)
+    if data.kind != "classification":
+        raise ValueError(
+            f"rule 'novel' compares predicted classes: task {task!r} is a {data.kind} task"
+        )
+    x, _ = data.split("val")
+    # (M, batch, width) activations of a few MB at a time, as zoo.training.evaluate does
+    batch = max(16, min(EVAL_BATCH, EVAL_ELEMENTS // (max(len(w), 1) * arch.width)))
+    return torch.cat([arch.forward(w, x[a : a + batch]).argmax(-1)
+                      for a in range(0, len(x), batch)], dim=1)  # fmt: skip
+
+
+def nearest_disagreement(
+    arch: Architecture, task: str, w: Tensor, reference: Tensor, labels: Tensor | None = None
+) -> Tensor:
+    """(M,) share of the validation split on which each net of w (M, N) predicts another class
+    than its nearest net (L2) of reference (R, N); labels: w's own predictions (M, V) if known."""
+    labels = val_predictions(arch, task, w) if labels is None else labels
+    nearest = torch.cdist(w, reference).argmin(dim=1)  # (M,)
+    return labels.ne(val_predictions(arch, task, reference)[nearest]).float().mean(dim=1)

@@ -103,6 +103,10 @@ def test_cli_train_sample_evaluate(store: str, tmp_path: Path, capsys) -> None:
         load_population(floor).weights(),
         load_generator(run).sample(5, candidates=3, select="at-least", temperature=0.75).weights(),
     )
+    assert main(["sample", str(run), "--n", "5", "--candidates", "3", "--select", "novel",
+                 "--out", str(floor)]) == 0  # fmt: skip
+    assert "disagreement with the nearest training net" in capsys.readouterr().out
+    assert load_population(floor).conditioning["nearest_train_disagreement"].shape == (5,)
     assert main(["sample", str(run), "--n", "5", "--candidates", "3", "--select", "above",
                  "--out", str(floor)]) == 2  # fmt: skip
     assert "unknown selection rule 'above'" in capsys.readouterr().err

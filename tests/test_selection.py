@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from zoo_fixtures import moons_populations, tiny_flow
+from zoo_fixtures import moons_mlp, moons_populations, tiny_flow
 
 import generators.base
 from generators import DataConfig, FlowConfig, FlowGenerator, WeightDataset, load_generator
 from generators.dataset import measure_property
-from generators.selection import PromptSelection
-from zoo import Population
+from generators.selection import PromptSelection, nearest_disagreement
+from zoo import MLP, Population, get_task
 
 TINY = tiny_flow(30)
 
@@ -63,6 +63,42 @@ def test_at_least_keeps_the_closest_candidate_no_worse_than_the_prompt(
         else:  # none is good enough: the best one (all diverged: the first)
             expect = gains.index(max(finite)) if finite else 0
         assert int(chosen[i]) == expect
+
+
+@pytest.mark.parametrize("n,k", [(1, 1), (1, 5), (7, 2), (16, 8)])
+def test_novel_keeps_the_most_novel_candidate_no_worse_than_the_prompt(n: int, k: int) -> None:
+    g = torch.Generator().manual_seed(n * 13 + k)
+    measured = torch.randint(0, 5, (n, k), generator=g).float() / 4
+    measured[measured == 0.5] = float("nan")
+    prompts = torch.randint(0, 5, (n,), generator=g).float() / 4
+    novelty = torch.randint(0, 4, (n, k), generator=g).float() / 3  # ties on purpose
+    chosen = PromptSelection(k, "val_acc", "novel").choose(measured, prompts, novelty)
+    for i in range(n):
+        ok = [j for j in range(k) if float(measured[i, j]) >= float(prompts[i])]  # NaN: never
+        finite = [j for j in range(k) if measured[i, j] == measured[i, j]]
+        if ok:  # the first of the most novel among those meeting the floor
+            expect = max(ok, key=lambda j: (float(novelty[i, j]), -j))
+        else:  # none meets it: the most accurate (all diverged: the first)
+            expect = max(finite, key=lambda j: (float(measured[i, j]), -j)) if finite else 0
+        assert int(chosen[i]) == expect
+
+
+@pytest.mark.parametrize("m,r", [(1, 1), (5, 3), (12, 7)])
+def test_nearest_disagreement_against_a_loop(m: int, r: int) -> None:
+    arch = moons_mlp(4)
+    g = torch.Generator().manual_seed(m + 100 * r)
+    w, ref = (
+        torch.randn(m, arch.num_params, generator=g),
+        torch.randn(r, arch.num_params, generator=g),
+    )
+    x, _ = get_task("moons").split("val")
+    got = nearest_disagreement(arch, "moons", w, ref)
+    for i in range(m):
+        j = min(range(r), key=lambda j: float((w[i] - ref[j]).norm()))
+        mine = arch.module(w[i])(x).argmax(-1)
+        theirs = arch.module(ref[j])(x).argmax(-1)
+        assert float(got[i]) == pytest.approx(float((mine != theirs).float().mean()), abs=1e-6)
+    assert float(nearest_disagreement(arch, "moons", ref, ref).max()) == 0.0  # itself: no novelty
 
 
 def reference(gen: FlowGenerator, n: int, k: int, width: int, seed: int, target: float | None,
@@ -117,6 +153,58 @@ def test_selection_meets_the_prompt_better_than_one_draw(trained: FlowGenerator)
     ).float().mean()
     assert torch.equal(trained.sample(5, seed=2, candidates=1).weights(),
                        trained.sample(5, seed=2).weights())  # fmt: skip
+
+
+def test_novel_sampling_keeps_the_most_novel_of_the_good_enough(
+    trained: FlowGenerator, tmp_path: Path
+) -> None:
+    """Re-implemented from the generator's own draws and its saved training nets."""
+    n, k, width, seed = 6, 4, 3, 5
+    pop = trained.sample(n, width=width, seed=seed, candidates=k, select="novel")
+    info = trained.info
+    g = info.resolve(None, width)
+    arch = info.groups[g].arch
+    rng = torch.Generator().manual_seed(seed)
+    pool = torch.tensor(info.group_props[g])
+    props = pool[torch.randint(len(pool), (n,), generator=rng)]
+    drawn = trained._sample(n * k, g, rng, props.repeat_interleave(k))  # one round
+    acc = measure_property("val_acc", arch, "moons", drawn).view(n, k)
+    train_w = info.training_nets(g)
+    nov = nearest_disagreement(arch, "moons", drawn, train_w).view(n, k)
+    for i in range(n):
+        ok = [j for j in range(k) if acc[i, j] >= props[i]]
+        j = (max(ok, key=lambda j: (float(nov[i, j]), -j)) if ok
+             else max(range(k), key=lambda j: (float(acc[i, j]), -j)))  # fmt: skip
+        assert torch.equal(pop.weights()[i], drawn[i * k + j])
+        assert float(pop.conditioning["nearest_train_disagreement"][i]) == float(nov[i, j])
+    assert torch.equal(pop.conditioning["measured_val_acc"], pop.evaluate(split="val"))
+    # the training nets travel with the generator, bit for bit
+    ds = WeightDataset.from_populations(moons_populations((3, 5)))
+    assert torch.equal(train_w, ds.group_weights(g, True))
+    trained.save(tmp_path / "run")
+    again = load_generator(tmp_path / "run")
+    assert torch.equal(again.info.training_nets(g), train_w)
+    assert torch.equal(again.sample(n, width=width, seed=seed, candidates=k,
+                                    select="novel").weights(), pop.weights())  # fmt: skip
+
+
+def test_novel_needs_the_training_nets_and_classes(trained: FlowGenerator, tmp_path: Path) -> None:
+    from safetensors.torch import load_file, save_file
+
+    run = trained.save(tmp_path / "old")
+    tensors = {k: v for k, v in load_file(run / "generator.safetensors").items()
+               if not k.startswith("train_weights.")}  # fmt: skip
+    save_file(tensors, run / "generator.safetensors")  # as saved before the nets were kept
+    old = load_generator(run)
+    assert old.sample(3, seed=1, candidates=2).weights().shape[0] == 3  # other rules still work
+    with pytest.raises(ValueError, match="saved without its training nets"):
+        old.sample(3, candidates=2, select="novel")
+    sine = MLP(width=4, in_shape=(1,), num_outputs=1, depth=1)
+    with pytest.raises(ValueError, match="'sinusoid' is a regression task"):
+        nearest_disagreement(sine, "sinusoid", torch.zeros(2, sine.num_params),
+                             torch.zeros(1, sine.num_params))  # fmt: skip
+    with pytest.raises(ValueError, match="needs the training nets to compare with"):
+        PromptSelection(2, "val_acc", "novel").select(torch.zeros(4, 3), torch.zeros(2), None, "x")
 
 
 def test_selection_errors(trained: FlowGenerator, pops: list[Population]) -> None:

@@ -25,8 +25,9 @@ CandidatesOpt = typer.Option(
     "closest to it (K times the sampling cost)"
 )
 SelectOpt = typer.Option(
-    help="with --candidates: closest | at-least (the closest of the candidates at least as good "
-    "as the prompt; none is: the best)"
+    help="with --candidates: closest | at-least | novel (of the candidates at least as good as "
+    "the prompt, the closest to it, or the one predicting most unlike its nearest training net; "
+    "none is: the best)"
 )
 TemperatureOpt = typer.Option(help="source-noise scale (default: the generator's config)")
 
@@ -158,6 +159,10 @@ def sample(
         Console().print(f"best of {candidates} ({select}): {prop} {float(got.mean()):.3f} on average "
                         f"(prompts {float(asked.mean()):.3f}; mean miss "
                         f"{float((got - asked).abs().mean()):.3f})", highlight=False)  # fmt: skip
+    if "nearest_train_disagreement" in pop.conditioning:
+        dis = float(pop.conditioning["nearest_train_disagreement"].mean())
+        Console().print(f"disagreement with the nearest training net (validation split): "
+                        f"{dis:.3f} on average", highlight=False)  # fmt: skip
 
 
 @app.command()
