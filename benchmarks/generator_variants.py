@@ -59,8 +59,8 @@ VARIANTS: dict[str, tuple[dict, dict]] = {
     "default (augment 4, pca <= 16 within 5 points)": ({}, {}),
     "no augmentation": ({"augment.interpolations": 0}, {}),
     "guidance 2": ({}, {"guidance": 2.0}),
-    "pca_max_drop 0.02": ({"model.pca_max_drop": 0.02}, {}),
-    "pca_max_drop 0.1": ({"model.pca_max_drop": 0.1}, {}),
+    "pca_max_drop 0.05": ({"model.pca_max_drop": 0.05}, {}),
+    "pca_max_drop 0.2": ({"model.pca_max_drop": 0.2}, {}),
     "pca 6 in every group": ({"model.pca": 6, "model.pca_max_drop": None}, {}),
     "no OT pairing": ({"model.ot_pairing": False}, {}),
     "source_std 1.0": ({"model.source_std": 1.0}, {}),
@@ -76,15 +76,22 @@ VARIANTS: dict[str, tuple[dict, dict]] = {
     # validation accuracy is closest to the prompt is kept
     "best of 8": ({}, {"candidates": 8}),
     "temperature 1.0, best of 8": ({}, {"temperature": 1.0, "candidates": 8}),
-    "pca_max_drop 0.1, best of 8": ({"model.pca_max_drop": 0.1}, {"candidates": 8}),
+    "pca_max_drop 0.05, best of 8": ({"model.pca_max_drop": 0.05}, {"candidates": 8}),
     "pca 16 in every group, best of 8": ({"model.pca_max_drop": None}, {"candidates": 8}),
-    # the prompt as a floor: the closest candidate at least as good as it (zoo demo's setting)
-    "best of 4, at least the prompt, temperature 0.75": ({}, SELECTED),
-    "best of 8, at least the prompt": ({}, {"candidates": 8, "select": "at-least"}),
-    "pca_max_drop 0.1, best of 8, at least the prompt": (
-        {"model.pca_max_drop": 0.1},
-        {"candidates": 8, "select": "at-least"},
+    # the prompt as a floor: of the candidates at least as good as it, the closest to it
+    "best of 4, at least the prompt, temperature 0.75": (
+        {},
+        {"candidates": 4, "select": "at-least", "temperature": 0.75},
     ),
+    "pca_max_drop 0.05, best of 4, at least the prompt, temperature 0.75": (
+        {"model.pca_max_drop": 0.05},
+        {"candidates": 4, "select": "at-least", "temperature": 0.75},
+    ),
+    # ... or the most novel (zoo demo's setting: best of 8, temperature 1, 8 Heun steps)
+    "best of 8, novel (zoo demo)": ({}, SELECTED),
+    "best of 8, novel, temperature 0.75": ({}, {**SELECTED, "temperature": 0.75}),
+    "pca_max_drop 0.1, best of 8, novel": ({"model.pca_max_drop": 0.1}, SELECTED),
+    "pca_max_drop 0.2, best of 8, novel": ({"model.pca_max_drop": 0.2}, SELECTED),
 }
 KEYS = ("acc_ratio_free", "acc_ratio_matched", "distance_ratio", "nn_disagreement",
         "real_nn_disagreement", "real_pair_disagreement", "real_replicate_disagreement",

@@ -17,7 +17,7 @@ from generators.normalization import Normalizer
 from generators.padding import PaddedLayout
 from generators.population_io import load_population, save_population
 from generators.registry import GENERATORS, generator_class, load_generator, make_generator
-from generators.selection import PromptSelection, Selected
+from generators.selection import PromptSelection, Selected, TrainingNets
 
 __all__ = [
     "WeightGenerator", "GeneratorConfig", "DataConfig", "TrainingConfig", "AugmentConfig",
@@ -25,5 +25,5 @@ __all__ = [
     "WeightDataset", "WeightBatch", "Group", "DatasetInfo", "Normalizer", "PaddedLayout",
     "Conditioner", "FlowGenerator", "FlowConfig", "FlowModelConfig", "FlowSamplingConfig",
     "GENERATORS", "generator_class", "make_generator", "load_generator",
-    "save_population", "load_population", "PromptSelection", "Selected",
+    "save_population", "load_population", "PromptSelection", "Selected", "TrainingNets",
 ]  # fmt: skip

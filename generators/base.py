@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from generators.config import GeneratorConfig
 from generators.dataset import WeightDataset
 from generators.info import DatasetInfo
-from generators.selection import SELECT_CANDIDATES, PromptSelection, check_rule
+from generators.selection import SELECT_CANDIDATES, PromptSelection, TrainingNets, check_rule
 from zoo.population import Population
 
 CONFIG_FILE = "generator.json"
@@ -206,7 +206,8 @@ class WeightGenerator(ABC):
         selection = PromptSelection(
             candidates, info.data.property if props is not None else "", select
         )
-        reference = info.training_nets(g) if select == "novel" else None
+        reference = (TrainingNets.of(group.arch, group.task, info.training_nets(g))
+                     if select == "novel" else None)  # fmt: skip
         kept, measured, novelty = [], [], []
         per_round = max(1, SELECT_CANDIDATES // candidates)  # prompts whose candidates fit a round
         for a in range(0, n, per_round):

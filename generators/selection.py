@@ -108,10 +108,10 @@ class PromptSelection:
 
     def select(
         self, candidates: Tensor, prompts: Tensor, arch: Architecture, task: str,
-        reference: Tensor | None = None,
+        reference: TrainingNets | None = None,
     ) -> Selected:  # fmt: skip
         """candidates: (n * k, N), the k candidates of prompt i in rows i*k .. i*k + k - 1;
-        reference: (R, N) the training nets, needed by rule ``novel``."""
+        reference: the group's training nets, needed by rule ``novel``."""
         n, k = len(prompts), self.candidates
         if len(candidates) != n * k:
             raise ValueError(
@@ -122,7 +122,7 @@ class PromptSelection:
         novelty = None
         if self.rule == "novel":
             labels = val_predictions(arch, task, candidates)  # (n * k, V)
-            novelty = nearest_disagreement(arch, task, candidates, reference, labels).view(n, k)
+            novelty = reference.disagreement(candidates, labels).view(n, k)
         if self.rule == "novel" and self.property == "val_acc":  # the same forward pass
             measured = labels.eq(get_task(task).split("val")[1]).float().mean(dim=1).view(n, k)
         else:
@@ -151,11 +151,31 @@ def val_predictions(arch: Architecture, task: str, w: Tensor) -> Tensor:
                       for a in range(0, len(x), batch)], dim=1)  # fmt: skip
 
 
+@dataclass(frozen=True)
+class TrainingNets:
+    """weights: (R, N) a group's training nets; labels: (R, V) their validation predictions,
+    computed once per ``sample`` call rather than once per round of candidates."""
+
+    weights: Tensor
+    labels: Tensor
+
+    @classmethod
+    def of(cls, arch: Architecture, task: str, weights: Tensor) -> TrainingNets:
+        return cls(weights, val_predictions(arch, task, weights))
+
+    def disagreement(self, w: Tensor, labels: Tensor) -> Tensor:
+        """(M,) share of the validation split on which each net of w (M, N), predicting labels
+        (M, V), predicts another class than its nearest (L2) training net."""
+        # |w - r|^2 - |w|^2 = |r|^2 - 2 w.r: the same argmin as the distance, in one matmul
+        # (twice as fast as cdist against a dozen training nets)
+        shifted = self.weights.pow(2).sum(dim=1)[None, :] - 2 * w @ self.weights.T  # (M, R)
+        return labels.ne(self.labels[shifted.argmin(dim=1)]).float().mean(dim=1)
+
+
 def nearest_disagreement(
     arch: Architecture, task: str, w: Tensor, reference: Tensor, labels: Tensor | None = None
 ) -> Tensor:
     """(M,) share of the validation split on which each net of w (M, N) predicts another class
     than its nearest net (L2) of reference (R, N); labels: w's own predictions (M, V) if known."""
     labels = val_predictions(arch, task, w) if labels is None else labels
-    nearest = torch.cdist(w, reference).argmin(dim=1)  # (M,)
-    return labels.ne(val_predictions(arch, task, reference)[nearest]).float().mean(dim=1)
+    return TrainingNets.of(arch, task, reference).disagreement(w, labels)
