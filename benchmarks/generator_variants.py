@@ -56,7 +56,7 @@ RESULTS = Path(__file__).resolve().parent / "results" / "generator_variants.json
 
 # name -> (config overrides, sampling options)
 VARIANTS: dict[str, tuple[dict, dict]] = {
-    "default (augment 4, pca <= 16 within 5 points)": ({}, {}),
+    "default (augment 4, pca <= 16 within 12.5 points)": ({}, {}),
     "no augmentation": ({"augment.interpolations": 0}, {}),
     "guidance 2": ({}, {"guidance": 2.0}),
     "pca_max_drop 0.05": ({"model.pca_max_drop": 0.05}, {}),

@@ -28,6 +28,7 @@ from generators.flow.ode import integrate
 from generators.flow.projection import FullSpace, GroupPCA
 from generators.flow.rank import choose_ranks
 from generators.flow.velocity import VelocityNet
+from generators.normalization import Normalizer
 
 # nets integrated and decoded at a time: (256, N) temporaries stay below glibc's mmap threshold
 # for the default zoo's widest nets, and are not page-faulted afresh (1000 nets of width 128:
@@ -44,6 +45,17 @@ class FlowNetwork(nn.Module):
         super().__init__()
         self.cond = Conditioner(num_tasks, num_widths, cfg.cond_dim, use_property)
         self.velocity = VelocityNet(dim, cfg.hidden, cfg.cond_dim, cfg.dropout)
+
+
+def decode_weights(
+    space: GroupPCA, normalizer: Normalizer, g: int, index: Tensor, coef: Tensor
+) -> Tensor:
+    """(m, K) flow coefficients of group g -> (m, N_g) weights in the group's own layout
+    (``index``: its coordinates in the padded vector). The PCA decode and the de-standardization
+    are one (K, N_g) matrix and one bias: a single addmm, without (m, D) padded temporaries
+    (a third of the time of best-of-8 sampling went to those)."""
+    basis = space.basis[g][:, index] * normalizer.std[g, index]  # (K, N_g)
+    return torch.addmm(normalizer.mean[g, index], coef * space.scale[g], basis)
 
 
 class FlowGenerator(WeightGenerator):
@@ -169,9 +181,12 @@ class FlowGenerator(WeightGenerator):
                 return (vu + sc.guidance * (vc - vu)) * cmask
 
             x1 = integrate(field, x0, sc.steps, sc.solver).cpu()
-            z = space.decode(x1, group)
+            index = info.padded.indices[group]  # (N_g,) the group's coordinates
+            if isinstance(space, GroupPCA) and sc.novelty == 0:
+                out.append(decode_weights(space, info.normalizer, group, index, x1))  # (m, N_g)
+                continue
+            z = space.decode(x1, group)  # (m, D)
             if sc.novelty > 0:
                 z = z + sc.novelty * space.complement_noise(m, group, info.padded.masks[group], rng)
-            index = info.padded.indices[group]  # (N_g,) the group's coordinates
             out.append(info.normalizer.denormalize_layout(z, group, index))  # (m, N_g)
         return torch.cat(out)
