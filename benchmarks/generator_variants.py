@@ -140,63 +140,86 @@ def interpolation_reference(zoo: str, folds: int, per_net: int = 8) -> dict[str,
             "diversity": float(np.mean(div))}  # fmt: skip
 
 
+# marker, colour and legend text of a variant's kind: weight space, or best-of-k rule
+STYLES: dict[str, tuple[str, str, str]] = {
+    "canonical": ("o", "tab:blue", "flow, canonical weights"),
+    "raw": ("s", "tab:red", "flow, raw weights"),
+    "closest": ("^", "tab:orange", "best of k, closest to the prompt"),
+    "at-least": ("D", "tab:purple", "best of k, closest at least as good as the prompt"),
+    "novel": ("P", "tab:brown", "best of k, most novel at least as good as the prompt"),
+    "reference": ("*", "tab:green", "interpolations between training nets (no generator)"),
+}
+
+
+def variant_kind(name: str, r: dict) -> str:
+    """Which entry of STYLES a result row is drawn with."""
+    if name == REFERENCE:
+        return "reference"
+    opts = r.get("sample_options", {})
+    if opts.get("candidates", 1) > 1:
+        return opts.get("select", "closest")
+    return "raw" if r.get("overrides", {}).get("data.canonical") is False else "canonical"
+
+
 def plot_frontier(results: dict[str, dict], path: Path, zoo: str) -> Path:
     """Accuracy ratio against disagreement with the nearest training net, one point per variant,
-    with the targets: accuracy >= 98% of held-out real nets, disagreement >= real nets'."""
+    with the targets: accuracy >= 98% of held-out real nets, disagreement >= real nets' (three
+    readings). Left: every variant; right: the corner where the targets meet, labelled."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 5.5))
-    labels: dict[tuple[float, float], list[str]] = {}  # variants that land on the same point
-    for name, r in results.items():
-        labels.setdefault(
-            (round(r["nn_disagreement"], 4), round(r["acc_ratio_free"], 4)), []
-        ).append(name)
-        raw = r.get("overrides", {}).get("data.canonical") is False
-        style = dict(marker="s", color="tab:red") if raw else dict(marker="o", color="tab:blue")
-        if r.get("sample_options", {}).get("candidates", 1) > 1:
-            style = dict(marker="^", color="tab:orange")
-        if r.get("sample_options", {}).get("select") == "at-least":
-            style = dict(marker="D", color="tab:purple")
-        if name == REFERENCE:
-            style = dict(marker="*", color="tab:green", s=160)
-        ax.scatter(r["nn_disagreement"], r["acc_ratio_free"], **style)
-    mid = sum(ax.get_xlim()) / 2
-    for (x, y), names in labels.items():
-        right = x > mid  # labels of the right half run leftwards, so they stay inside the axes
-        ax.annotate(" = ".join(names), (x, y), fontsize=7, xytext=(-4 if right else 4, 3),
-                    textcoords="offset points", ha="right" if right else "left")  # fmt: skip
-    canonical = next(r for n, r in results.items() if n != REFERENCE and
+    canonical = next(r for n, r in results.items() if variant_kind(n, r) != "reference" and
                      r.get("overrides", {}).get("data.canonical") is not False)  # fmt: skip
-    ax.axhline(ACCURACY_TARGET, color="k", ls="--", lw=1, label="accuracy target (98%)")
-    ax.axvline(canonical["real_nn_disagreement"], color="tab:gray", ls="-.", lw=1.2,
-               label="real held-out net vs its nearest training net (canonical)")  # fmt: skip
-    if "real_pair_disagreement" in canonical:
-        pairs = canonical["real_pair_disagreement"]
-        ax.axvline(pairs, color="tab:gray", ls=":", lw=1.2, label="real nets: mean over pairs")
-        lo, hi = ax.get_xlim()
-        ax.fill_between([pairs, hi], ACCURACY_TARGET, ACCURACY_TARGET + 0.01, color="tab:green",
-                        alpha=0.12, label="both targets met (pairs reading)")  # fmt: skip
-        ax.set_xlim(lo, hi)
-    if "real_replicate_disagreement" in canonical:
-        reps = canonical["real_replicate_disagreement"]
-        ax.axvline(reps, color="tab:olive", ls=":", lw=1.2,
-                   label="real replicates (same recipe, other seed)")  # fmt: skip
-        lo, hi = ax.get_xlim()
-        ax.fill_between([reps, hi], ACCURACY_TARGET, ACCURACY_TARGET + 0.01, color="tab:olive",
-                        alpha=0.08, label="both targets met (replicates reading)")  # fmt: skip
-        ax.set_xlim(lo, hi)
-    ax.set_xlabel("prediction disagreement with the nearest training net")
-    ax.set_ylabel("mean test accuracy, generated / held-out real")
-    ax.set_title(f"Flow variants, 5-fold on {zoo}: accuracy vs novelty", fontsize=10)
-    for marker, color, what in (("o", "tab:blue", "flow, canonical weights"),
-                                ("s", "tab:red", "flow, raw weights"),
-                                ("^", "tab:orange", "flow, best of k per prompt"),
-                                ("D", "tab:purple", "flow, best of k, at least the prompt")):  # fmt: skip
-        ax.scatter([], [], marker=marker, color=color, label=what)
-    ax.legend(fontsize=7, loc="lower left")
+    reps = canonical.get("real_replicate_disagreement")
+    pairs = canonical.get("real_pair_disagreement")
+    # the right panel's window: the corner between the real readings and the accuracy target
+    x_lo = (reps if reps is not None else 0.25) - 0.04
+    x_hi, y_lo = (pairs if pairs is not None else 0.4) + 0.06, 0.925
+
+    def zoomed(x: float, y: float) -> bool:
+        return x_lo <= x <= x_hi and y >= y_lo
+
+    fig, axes = plt.subplots(1, 2, figsize=(15, 6.5), width_ratios=(1, 1.3))
+    for panel, ax in enumerate(axes):
+        labels: dict[tuple[float, float], list[str]] = {}  # variants that land on one point
+        for name, r in results.items():
+            x, y = r["nn_disagreement"], r["acc_ratio_free"]
+            labels.setdefault((round(x, 4), round(y, 4)), []).append(name)
+            marker, color, _ = STYLES[variant_kind(name, r)]
+            ax.scatter(x, y, marker=marker, color=color, s=130 if marker == "*" else 40)
+        ax.axhline(ACCURACY_TARGET, color="k", ls="--", lw=1)
+        ax.axvline(canonical["real_nn_disagreement"], color="tab:gray", ls="-.", lw=1.2)
+        for value, color in ((pairs, "tab:gray"), (reps, "tab:olive")):
+            if value is not None:
+                ax.axvline(value, color=color, ls=":", lw=1.2)
+        if panel == 1:
+            ax.set_xlim(x_lo, x_hi)
+            ax.set_ylim(y_lo, 1.0)
+        mid = sum(ax.get_xlim()) / 2
+        for (x, y), names in labels.items():
+            if zoomed(x, y) == (panel == 1):  # each point is labelled in one panel
+                right = panel == 0 and x > mid  # these run leftwards, to stay inside the axes
+                ax.annotate(" = ".join(names), (x, y), fontsize=7, xytext=(-5 if right else 5, 2),
+                            textcoords="offset points", ha="right" if right else "left")  # fmt: skip
+        hi = ax.get_xlim()[1]
+        for value, color, alpha in ((pairs, "tab:green", 0.12), (reps, "tab:olive", 0.08)):
+            if value is not None:
+                ax.fill_between([value, hi], ACCURACY_TARGET, 1.0 if panel else ACCURACY_TARGET
+                                + 0.01, color=color, alpha=alpha)  # fmt: skip
+        ax.set_xlim(right=hi)
+        ax.set_xlabel("prediction disagreement with the nearest training net")
+        ax.set_ylabel("mean test accuracy, generated / held-out real")
+    axes[0].set_title(f"Flow variants, 5-fold on {zoo}: accuracy vs novelty", fontsize=10)
+    axes[1].set_title("the corner where the targets meet", fontsize=10)
+    handles = [axes[0].scatter([], [], marker=m, color=c, label=t) for m, c, t in STYLES.values()]
+    lines = [("k", "--", "accuracy target (98%)"),
+             ("tab:gray", "-.", "real held-out net vs its nearest training net"),
+             ("tab:gray", ":", "real nets: mean over pairs (shaded: both targets met)"),
+             ("tab:olive", ":", "real replicates, same recipe (shaded: both met)")]  # fmt: skip
+    handles += [axes[0].plot([], [], color=c, ls=ls, label=t)[0] for c, ls, t in lines]
+    axes[0].legend(handles=handles, fontsize=7, loc="lower left")
     fig.tight_layout()
     fig.savefig(path, dpi=130)
     plt.close(fig)
