@@ -26,7 +26,7 @@ from torch import Tensor
 from generators.dataset import is_measurable, measure_property
 from zoo.architectures import Architecture
 from zoo.tasks import get_task
-from zoo.training import EVAL_BATCH, EVAL_ELEMENTS
+from zoo.training import eval_batch
 
 # candidates drawn and measured per round (prompts per round: this // k): small rounds keep the
 # temporaries below glibc's mmap threshold (1,000 nets of width 128, best of 8: 5.1 s in rounds
@@ -145,8 +145,7 @@ def val_predictions(arch: Architecture, task: str, w: Tensor) -> Tensor:
             f"rule 'novel' compares predicted classes: task {task!r} is a {data.kind} task"
         )
     x, _ = data.split("val")
-    # (M, batch, width) activations of a few MB at a time, as zoo.training.evaluate does
-    batch = max(16, min(EVAL_BATCH, EVAL_ELEMENTS // (max(len(w), 1) * arch.width)))
+    batch = eval_batch(arch, len(w))  # as zoo.training.evaluate chunks the split
     return torch.cat([arch.forward(w, x[a : a + batch]).argmax(-1)
                       for a in range(0, len(x), batch)], dim=1)  # fmt: skip
 
@@ -172,10 +171,7 @@ class TrainingNets:
         return labels.ne(self.labels[shifted.argmin(dim=1)]).float().mean(dim=1)
 
 
-def nearest_disagreement(
-    arch: Architecture, task: str, w: Tensor, reference: Tensor, labels: Tensor | None = None
-) -> Tensor:
+def nearest_disagreement(arch: Architecture, task: str, w: Tensor, reference: Tensor) -> Tensor:
     """(M,) share of the validation split on which each net of w (M, N) predicts another class
-    than its nearest net (L2) of reference (R, N); labels: w's own predictions (M, V) if known."""
-    labels = val_predictions(arch, task, w) if labels is None else labels
-    return TrainingNets.of(arch, task, reference).disagreement(w, labels)
+    than its nearest net (L2) of reference (R, N)."""
+    return TrainingNets.of(arch, task, reference).disagreement(w, val_predictions(arch, task, w))

@@ -76,6 +76,13 @@ def task_loss(task: TaskData, out: Tensor, y: Tensor) -> Tensor:
     return ((out - y) ** 2).flatten(1).mean(dim=1)
 
 
+def eval_batch(arch: Architecture, models: int) -> int:
+    """Data points per evaluation chunk of ``models`` nets at once: (P, batch, width)
+    activations stay small. On CPU, buffers over glibc's 32 MB mmap limit are mapped and
+    page-faulted afresh on every call, which costs more than the matmuls."""
+    return max(16, min(EVAL_BATCH, EVAL_ELEMENTS // (max(models, 1) * arch.width)))
+
+
 @torch.no_grad()
 def evaluate(
     arch: Architecture, task: TaskData, weights: Tensor, split: str
@@ -85,9 +92,7 @@ def evaluate(
     x, y = x.to(weights.device), y.to(weights.device)
     total_loss = torch.zeros(len(weights), device=weights.device)
     correct = torch.zeros(len(weights), device=weights.device)
-    # keep (P, batch, width) activations small: on CPU, buffers over glibc's 32 MB mmap limit
-    # are mapped and page-faulted afresh on every call, which costs more than the matmuls
-    batch = max(16, min(EVAL_BATCH, EVAL_ELEMENTS // (len(weights) * arch.width)))
+    batch = eval_batch(arch, len(weights))
     for a in range(0, len(x), batch):
         xb, yb = x[a : a + batch], y[a : a + batch]
         out = arch.forward(weights, xb)  # (P, B, K)
