@@ -39,6 +39,7 @@ from torch import Tensor
 from generators import WeightDataset, WeightGenerator
 from zoo.architectures import Architecture
 from zoo.tasks import TaskData, get_task
+from zoo.training import predicted_class
 
 WITHIN = 0.05  # "within 5 points of the real mean"
 
@@ -61,7 +62,7 @@ def accuracy(arch: Architecture, task: TaskData, w: Tensor) -> Tensor:
 @torch.no_grad()
 def predictions(arch: Architecture, task: TaskData, w: Tensor) -> Tensor:
     """(M, B) predicted test labels of the rows of w."""
-    return arch.forward(w, task.x_test).argmax(-1)
+    return predicted_class(arch.forward(w, task.x_test))
 
 
 def summary(acc: Tensor) -> dict[str, float]:
@@ -148,7 +149,7 @@ def heldout_vs_nearest(
 def ensemble_accuracy(arch: Architecture, task: TaskData, w: Tensor) -> float:
     with torch.no_grad():
         probs = torch.softmax(arch.forward(w, task.x_test), dim=-1).mean(dim=0)
-    return float(probs.argmax(-1).eq(task.y_test).float().mean())
+    return float(predicted_class(probs).eq(task.y_test).float().mean())
 
 
 def compatible(a: TaskData, b: TaskData) -> bool:

@@ -13,6 +13,7 @@ from generators import DataConfig, FlowConfig, FlowGenerator, WeightDataset
 from generators.flow import GroupPCA, flow_matching_loss, integrate, ot_pair
 from generators.flow.generator import decode_weights
 from generators.flow.projection import loo_residual
+from generators.flow.velocity import VelocityNet
 from zoo import MLP, Population
 
 
@@ -197,3 +198,18 @@ def test_fused_decode_equals_decode_then_destandardize(two_widths) -> None:
         fused = decode_weights(gen.space, info.normalizer, g, index, coef)
         assert fused.shape == (9, info.groups[g].arch.num_params)
         torch.testing.assert_close(fused, two_step, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(("batch", "dim", "hidden"), [(1, 3, 8), (7, 11, 32), (64, 16, 64)])
+@pytest.mark.parametrize("times", ["shared", "per-row"])
+def test_conditioned_velocity_equals_forward(batch: int, dim: int, hidden: int, times: str) -> None:
+    """The ODE's field with the conditioning projected once is the training-time forward."""
+    torch.manual_seed(0)
+    net = VelocityNet(dim, hidden, cond_dim=8, dropout=0.0)
+    for p in net.parameters():  # the output layer starts at zero: make every term count
+        torch.nn.init.normal_(p, std=0.3)
+    x, c = torch.randn(batch, dim), torch.randn(batch, 8)
+    t = torch.full((batch,), 0.375) if times == "shared" else torch.rand(batch)
+    with torch.no_grad():
+        expected = net(x, t, c)
+        torch.testing.assert_close(net.conditioned(c)(x, t), expected, rtol=1e-5, atol=1e-5)

@@ -26,6 +26,7 @@ from zoo.training import (
     TrainConfig,
     TrainResult,
     evaluate,
+    predicted_class,
     train_population,
 )
 
@@ -293,3 +294,14 @@ def test_on_epoch_called(small_digits: TaskData) -> None:
 def test_bad_config(kwargs: dict, match: str) -> None:
     with pytest.raises(ValueError, match=match):
         TrainConfig(**kwargs)
+
+
+def test_predicted_class_is_argmax_with_ties_and_nan() -> None:
+    """max(-1).indices stands in for argmax(-1): the same index, first on ties, NaN wins."""
+    logits = torch.randint(0, 3, (5, 10, 7)).float()  # many ties
+    logits[0, 3, 5] = float("nan")
+    logits[1, :, 2] = float("nan")
+    logits[2] = float("inf")
+    view = logits.transpose(1, 2)  # (P, B, K) as Architecture.forward returns it
+    assert torch.equal(predicted_class(view), view.argmax(-1))
+    assert torch.equal(predicted_class(logits), logits.argmax(-1))

@@ -76,6 +76,14 @@ def task_loss(task: TaskData, out: Tensor, y: Tensor) -> Tensor:
     return ((out - y) ** 2).flatten(1).mean(dim=1)
 
 
+def predicted_class(logits: Tensor) -> Tensor:
+    """(..., K) logits -> (...,) index of the largest, the first on ties (as ``argmax``).
+    ``max(-1).indices`` gives the same indices, NaN and ties included, and on CPU it is ten
+    times faster than ``argmax(-1)`` on the (P, B, K) transposed views of ``Architecture.forward``
+    (0.19 ms against 1.9 ms for 256 nets, 64 points, 10 classes)."""
+    return logits.max(dim=-1).indices
+
+
 def eval_batch(arch: Architecture, models: int) -> int:
     """Data points per evaluation chunk of ``models`` nets at once: (P, batch, width)
     activations stay small. On CPU, buffers over glibc's 32 MB mmap limit are mapped and
@@ -98,7 +106,7 @@ def evaluate(
         out = arch.forward(weights, xb)  # (P, B, K)
         total_loss += task_loss(task, out, yb) * len(xb)
         if task.kind == "classification":
-            correct += (out.argmax(-1) == yb).float().sum(1)
+            correct += (predicted_class(out) == yb).float().sum(1)
     acc = (
         correct / len(x)
         if task.kind == "classification"

@@ -9,6 +9,7 @@ time and the conditioning vector are added (projected) into every hidden layer.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
@@ -55,3 +56,30 @@ class VelocityNet(nn.Module):
         for layer, cond, norm in zip(self.layers, self.cond, self.norms, strict=True):
             h = self.drop(nn.functional.gelu(norm(layer(h) + cond(c))))
         return self.out(h)
+
+    def conditioned(self, c: Tensor) -> Callable[[Tensor, Tensor], Tensor]:
+        """v(., ., c) for a conditioning c (B, cond_dim) held fixed, as an ODE integrates it.
+
+        The same function as ``forward``, cheaper to evaluate many times: each layer's
+        projection of c is computed once (``cond`` is linear: cond(c + e) = cond(c) + W e), and
+        the time embedding once per distinct time when the batch shares one (the fixed-step
+        solvers' case), instead of over all B rows at every evaluation. That was two fifths of
+        the multiply-adds of one evaluation of the default velocity net.
+        """
+        # cond(c) + the layer's bias: (B, hidden_i) each, the constant part of every addmm
+        projected = [
+            cond(c) + layer.bias for cond, layer in zip(self.cond, self.layers, strict=True)
+        ]
+
+        def velocity(x: Tensor, t: Tensor) -> Tensor:
+            shared = bool((t == t[0]).all())
+            e = self.time(t[:1] if shared else t)  # (1 or B, cond_dim)
+            h = x
+            for layer, cond, norm, const in zip(
+                self.layers, self.cond, self.norms, projected, strict=True
+            ):
+                bias = const + nn.functional.linear(e, cond.weight)  # (B, hidden_i)
+                h = self.drop(nn.functional.gelu(norm(torch.addmm(bias, h, layer.weight.T))))
+            return self.out(h)
+
+        return velocity
