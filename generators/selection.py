@@ -26,7 +26,7 @@ from torch import Tensor
 from generators.dataset import is_measurable, measure_property
 from zoo.architectures import Architecture
 from zoo.tasks import get_task
-from zoo.training import eval_batch, predicted_class
+from zoo.training import eval_batch, predicted_class, prediction_disagreement
 
 # candidates drawn and measured per round (prompts per round: this // k): small rounds keep the
 # temporaries below glibc's mmap threshold (1,000 nets of width 128, best of 8: 5.1 s in rounds
@@ -168,7 +168,7 @@ class TrainingNets:
         # |w - r|^2 - |w|^2 = |r|^2 - 2 w.r: the same argmin as the distance, in one matmul
         # (twice as fast as cdist against a dozen training nets)
         shifted = self.weights.pow(2).sum(dim=1)[None, :] - 2 * w @ self.weights.T  # (M, R)
-        return labels.ne(self.labels[shifted.argmin(dim=1)]).float().mean(dim=1)
+        return prediction_disagreement(labels, self.labels[shifted.argmin(dim=1)])
 
 
 def nearest_disagreement(arch: Architecture, task: str, w: Tensor, reference: Tensor) -> Tensor:

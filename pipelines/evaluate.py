@@ -39,7 +39,7 @@ from torch import Tensor
 from generators import WeightDataset, WeightGenerator
 from zoo.architectures import Architecture
 from zoo.tasks import TaskData, get_task
-from zoo.training import predicted_class
+from zoo.training import predicted_class, prediction_disagreement
 
 WITHIN = 0.05  # "within 5 points of the real mean"
 
@@ -78,11 +78,6 @@ def share_within(acc: Tensor, mean: float) -> float:
 
 def ratio(a: float, b: float) -> float:
     return a / b if b > 0 else float("nan")
-
-
-def disagreement(p: Tensor, q: Tensor) -> Tensor:
-    """Share of test points where row i of p (M, B) and q (M, B) differ -> (M,)."""
-    return p.ne(q).float().mean(dim=1)
 
 
 def pairwise_disagreement(p: Tensor) -> Tensor:
@@ -132,7 +127,7 @@ def novelty(gen_w: Tensor, train_w: Tensor, gen_p: Tensor, train_p: Tensor) -> d
         "train_nn_distance": float(tt.mean()),
         "distance_ratio": float(d.mean() / tt.mean()),
         "local_ratio": float((d / tt[i].clamp_min(1e-12)).mean()),
-        "nn_disagreement": float(disagreement(gen_p, train_p[i]).mean()),
+        "nn_disagreement": float(prediction_disagreement(gen_p, train_p[i]).mean()),
     }
 
 
@@ -143,7 +138,7 @@ def heldout_vs_nearest(
     (H,) prediction disagreements (held_p, train_p: predicted test labels), the real nets'
     reference for the novelty of generated ones."""
     d, i = nn_distances(held_w, train_w)
-    return d, disagreement(held_p, train_p[i])
+    return d, prediction_disagreement(held_p, train_p[i])
 
 
 def ensemble_accuracy(arch: Architecture, task: TaskData, w: Tensor) -> float:

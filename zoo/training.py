@@ -84,6 +84,12 @@ def predicted_class(logits: Tensor) -> Tensor:
     return logits.max(dim=-1).indices
 
 
+def prediction_disagreement(p: Tensor, q: Tensor) -> Tensor:
+    """(M,) share of the points on which row i of p (M, B) and row i of q (M, B), predicted
+    classes, differ: how differently two nets behave, whatever their weights."""
+    return p.ne(q).float().mean(dim=1)
+
+
 def eval_batch(arch: Architecture, models: int) -> int:
     """Data points per evaluation chunk of ``models`` nets at once: (P, batch, width)
     activations stay small. On CPU, buffers over glibc's 32 MB mmap limit are mapped and
