@@ -32,7 +32,7 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
 # prompt, of those at least as good as the prompt, the one whose predictions differ most from its
 # nearest training net (rejection sampling against copies), at full source noise (a wider spread
 # of candidates to choose from) and 8 Heun steps (as good as 16 here, half the cost); 1,000 nets
-# of width 128 in 2.7-4.0 s on 2 cores (one draw each: 0.3-0.6 s)
+# of width 128 in 2.0-2.3 s on 2 cores (one draw each: 0.2-0.3 s)
 BEST_OF = 8
 SELECTED: dict[str, Any] = {
     "candidates": BEST_OF, "select": "novel", "temperature": 1.0, "steps": 8,
