@@ -96,6 +96,15 @@ VARIANTS: dict[str, tuple[dict, dict]] = {
     "pca_max_drop 0.125, best of 8, novel": ({"model.pca_max_drop": 0.125}, SELECTED),
     "pca_max_drop 0.05, best of 8, novel": ({"model.pca_max_drop": 0.05}, SELECTED),
     "pca_max_drop 0.2, best of 8, novel": ({"model.pca_max_drop": 0.2}, SELECTED),
+    # twice the candidates at half the steps: about twice the sampling cost of best of 8
+    "pca_max_drop 0.1, best of 16, novel, temperature 0.75, 4 steps": (
+        {"model.pca_max_drop": 0.1},
+        {**SELECTED, "candidates": 16, "temperature": 0.75, "steps": 4},
+    ),
+    "pca_max_drop 0.125, best of 16, novel, temperature 0.75, 4 steps": (
+        {"model.pca_max_drop": 0.125},
+        {**SELECTED, "candidates": 16, "temperature": 0.75, "steps": 4},
+    ),
 }
 KEYS = ("acc_ratio_free", "acc_ratio_matched", "distance_ratio", "nn_disagreement",
         "real_nn_disagreement", "real_pair_disagreement", "real_replicate_disagreement",
