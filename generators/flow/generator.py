@@ -166,7 +166,8 @@ class FlowGenerator(WeightGenerator):
         x0_all = torch.randn(n, space.components, generator=rng)  # (n, K)
         guided = sc.guidance != 1.0
         index = info.padded.indices[group]  # (N_g,) the group's coordinates
-        out = torch.empty(n, len(index))  # (n, N_g), written chunk by chunk: no final copy
+        # (n, N_g), written chunk by chunk: no final copy
+        out = torch.empty(n, len(index), dtype=info.normalizer.mean.dtype)
         for a in range(0, n, SAMPLE_CHUNK):
             m = min(SAMPLE_CHUNK, n - a)
             ids = torch.full((m,), task_id, device=dev), torch.full((m,), width_id, device=dev)
