@@ -82,7 +82,7 @@ def ratio(a: float, b: float) -> float:
 
 def pairwise_disagreement(p: Tensor) -> Tensor:
     """(M, M) share of test points where the predictions of rows i and j of p (M, B) differ."""
-    return torch.stack([p.ne(row).float().mean(dim=1) for row in p])
+    return torch.stack([prediction_disagreement(p, row) for row in p])
 
 
 def mean_pairwise_disagreement(p: Tensor) -> float:

@@ -86,7 +86,8 @@ def predicted_class(logits: Tensor) -> Tensor:
 
 def prediction_disagreement(p: Tensor, q: Tensor) -> Tensor:
     """(M,) share of the points on which row i of p (M, B) and row i of q (M, B), predicted
-    classes, differ: how differently two nets behave, whatever their weights."""
+    classes, differ (q may be one (B,) row, compared with every row of p): how differently two
+    nets behave, whatever their weights."""
     return p.ne(q).float().mean(dim=1)
 
 
