@@ -232,7 +232,8 @@ def plot_frontier(results: dict[str, dict], path: Path, zoo: str) -> Path:
         ax.set_xlim(right=hi)
         ax.set_xlabel("prediction disagreement with the nearest training net")
         ax.set_ylabel("mean test accuracy, generated / held-out real")
-    axes[0].set_title(f"Flow variants, 5-fold on {zoo}: accuracy vs novelty", fontsize=10)
+    where = "/".join(Path(zoo).parts[-2:])  # e.g. demo/zoo.zarr, not a scratch folder's full path
+    axes[0].set_title(f"Flow variants, 5-fold on {where}: accuracy vs novelty", fontsize=10)
     axes[1].set_title("the corner where the targets meet", fontsize=10)
     handles = [axes[0].scatter([], [], marker=m, color=c, label=t) for m, c, t in STYLES.values()]
     lines = [("k", "--", "accuracy target (98%)"),
