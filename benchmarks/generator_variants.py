@@ -200,6 +200,12 @@ def plot_frontier(results: dict[str, dict], path: Path, zoo: str) -> Path:
     x_hi, y_lo = (pairs if pairs is not None else 0.4) + 0.06, 0.925
     y_hi = max([1.0] + [r["acc_ratio_free"] + 0.005 for r in results.values()])  # the top point
 
+    # the real nets' readings: one vertical line each, drawn in both panels and named in the legend
+    readings = [(canonical["real_nn_disagreement"], "tab:gray", "-.",
+                 "real held-out net vs its nearest training net"),
+                (pairs, "tab:gray", ":", "real nets: mean over pairs (shaded: both targets met)"),
+                (reps, "tab:olive", ":", "real replicates, same recipe (shaded: both met)")]  # fmt: skip
+
     def zoomed(x: float, y: float) -> bool:
         return x_lo <= x <= x_hi and y >= y_lo
 
@@ -212,10 +218,9 @@ def plot_frontier(results: dict[str, dict], path: Path, zoo: str) -> Path:
             marker, color, _ = STYLES[variant_kind(name, r)]
             ax.scatter(x, y, marker=marker, color=color, s=130 if marker == "*" else 40)
         ax.axhline(ACCURACY_TARGET, color="k", ls="--", lw=1)
-        ax.axvline(canonical["real_nn_disagreement"], color="tab:gray", ls="-.", lw=1.2)
-        for value, color in ((pairs, "tab:gray"), (reps, "tab:olive")):
+        for value, color, ls, _ in readings:
             if value is not None:
-                ax.axvline(value, color=color, ls=":", lw=1.2)
+                ax.axvline(value, color=color, ls=ls, lw=1.2)
         if panel == 1:
             ax.set_xlim(x_lo, x_hi)
             ax.set_ylim(y_lo, y_hi)
@@ -236,11 +241,8 @@ def plot_frontier(results: dict[str, dict], path: Path, zoo: str) -> Path:
     axes[0].set_title(f"Flow variants, 5-fold on {where}: accuracy vs novelty", fontsize=10)
     axes[1].set_title("the corner where the targets meet", fontsize=10)
     handles = [axes[0].scatter([], [], marker=m, color=c, label=t) for m, c, t in STYLES.values()]
-    lines = [("k", "--", "accuracy target (98%)"),
-             ("tab:gray", "-.", "real held-out net vs its nearest training net"),
-             ("tab:gray", ":", "real nets: mean over pairs (shaded: both targets met)"),
-             ("tab:olive", ":", "real replicates, same recipe (shaded: both met)")]  # fmt: skip
-    handles += [axes[0].plot([], [], color=c, ls=ls, label=t)[0] for c, ls, t in lines]
+    lines = [(None, "k", "--", "accuracy target (98%)"), *readings]
+    handles += [axes[0].plot([], [], color=c, ls=ls, label=t)[0] for _, c, ls, t in lines]
     axes[0].legend(handles=handles, fontsize=7, loc="lower left")
     fig.tight_layout()
     fig.savefig(path, dpi=130)
