@@ -26,7 +26,7 @@ from torch import Tensor
 from generators.dataset import is_measurable, measure_property
 from zoo.architectures import Architecture
 from zoo.tasks import get_task
-from zoo.training import eval_batch, predicted_class, prediction_disagreement
+from zoo.training import prediction_disagreement, split_predictions
 
 # candidates drawn and measured per round (prompts per round: this // k): small rounds keep the
 # temporaries below glibc's mmap threshold (1,000 nets of width 128, best of 8: 5.1 s in rounds
@@ -144,10 +144,7 @@ def val_predictions(arch: Architecture, task: str, w: Tensor) -> Tensor:
         raise ValueError(
             f"rule 'novel' compares predicted classes: task {task!r} is a {data.kind} task"
         )
-    x, _ = data.split("val")
-    batch = eval_batch(arch, len(w))  # as zoo.training.evaluate chunks the split
-    return torch.cat([predicted_class(arch.forward(w, x[a : a + batch]))
-                      for a in range(0, len(x), batch)], dim=1)  # fmt: skip
+    return split_predictions(arch, data, w, "val")
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,22 @@ def _pct(v: float) -> str:
     return f"{100 * v:.1f}%"
 
 
+def _summary(key: str) -> Callable[[dict[str, Any]], str]:
+    """A report's pooled value of ``key`` as a percentage; "-" where it has none."""
+    return lambda r: _pct(r["summary"][key]) if key in r["summary"] else "-"
+
+
+def _fold_range(key: str) -> Callable[[dict[str, Any]], str]:
+    """The lowest and highest fold's value of ``key`` of a cross-validated report, in whole
+    percents (how far the pooled figure could move with the split); "-" for one generator."""
+
+    def cell(r: dict[str, Any]) -> str:
+        values = [f[key] for f in r.get("folds", []) if key in f]
+        return f"{100 * min(values):.0f}-{100 * max(values):.0f}%" if values else "-"
+
+    return cell
+
+
 def summary_table(
     reports: dict[str, dict[str, Any]], train_seconds: dict[str, float] | None = None
 ) -> Table:
@@ -64,27 +81,30 @@ def summary_table(
     for name in reports:
         table.add_column(name, justify="right")
     # one short value per cell, so that the table fits 80 columns with three reports
-    rows: list[tuple[str, Any]] = [
-        ("test acc, generated (free)", lambda s: _pct(s["generated_acc_free"])),
-        ("test acc, held-out real", lambda s: _pct(s["heldout_acc"])),
-        ("  ratio (target >= 98%)", lambda s: _pct(s["acc_ratio_free"])),
-        ("  generated, prompted like held-out", lambda s: _pct(s["generated_acc_matched"])
-         if "generated_acc_matched" in s else "-"),
-        ("distance to nearest train net / train NN (>= 25%)", lambda s: _pct(s["distance_ratio"])),
-        ("  relative to that neighbour's NN", lambda s: _pct(s["local_ratio"])),
-        ("disagreement with nearest train net", lambda s: _pct(s["nn_disagreement"])),
-        ("  real: held-out vs nearest train net", lambda s: _pct(s["real_nn_disagreement"])),
-        ("  real: mean over pairs", lambda s: _pct(s["real_pair_disagreement"])),
-        ("  real: replicates (same recipe, other seed)",
-         lambda s: _pct(s.get("real_replicate_disagreement", float("nan")))),
-        ("diversity (pairwise disagreement)", lambda s: _pct(s["diversity"])),
-        ("ensemble of K generated nets", lambda s: _pct(s["ensemble_generated"])),
-        ("  of K real nets", lambda s: _pct(s["ensemble_real"])),
-        ("  one generated net", lambda s: _pct(s["single_generated"])),
-        ("sampling time per net", lambda s: f"{1e3 * s['seconds_per_net']:.2f} ms"),
+    rows: list[tuple[str, Callable[[dict[str, Any]], str]]] = [
+        ("test acc, generated (free)", _summary("generated_acc_free")),
+        ("test acc, held-out real", _summary("heldout_acc")),
+        ("  ratio (target >= 98%)", _summary("acc_ratio_free")),
+        ("    lowest - highest fold", _fold_range("acc_ratio_free")),
+        ("  generated, prompted like held-out", _summary("generated_acc_matched")),
+        ("distance to nearest train net / train NN (>= 25%)", _summary("distance_ratio")),
+        ("  relative to that neighbour's NN", _summary("local_ratio")),
+        ("disagreement with nearest train net", _summary("nn_disagreement")),
+        ("    lowest - highest fold", _fold_range("nn_disagreement")),
+        ("  real: held-out vs nearest train net", _summary("real_nn_disagreement")),
+        ("  real: mean over pairs", _summary("real_pair_disagreement")),
+        ("  real: replicates (same recipe, other seed)", _summary("real_replicate_disagreement")),
+        ("diversity (pairwise disagreement)", _summary("diversity")),
+        ("ensemble of K generated nets", _summary("ensemble_generated")),
+        ("  of K real nets", _summary("ensemble_real")),
+        ("  one generated net", _summary("single_generated")),
+        ("sampling time per net",
+         lambda r: f"{1e3 * r['summary']['seconds_per_net']:.2f} ms"),
     ]  # fmt: skip
     for label, fn in rows:
-        table.add_row(label, *[fn(r["summary"]) for r in reports.values()])
+        cells = [fn(r) for r in reports.values()]
+        if any(c != "-" for c in cells):  # no fold rows for single generators
+            table.add_row(label, *cells)
     if train_seconds:
         table.add_row("generator training (slowest fold)",
                       *[f"{train_seconds.get(k, float('nan')):.1f} s" for k in reports])  # fmt: skip

@@ -39,7 +39,7 @@ from torch import Tensor
 from generators import WeightDataset, WeightGenerator
 from zoo.architectures import Architecture
 from zoo.tasks import TaskData, get_task
-from zoo.training import predicted_class, prediction_disagreement
+from zoo.training import predicted_class, prediction_disagreement, split_predictions
 
 WITHIN = 0.05  # "within 5 points of the real mean"
 
@@ -62,7 +62,7 @@ def accuracy(arch: Architecture, task: TaskData, w: Tensor) -> Tensor:
 @torch.no_grad()
 def predictions(arch: Architecture, task: TaskData, w: Tensor) -> Tensor:
     """(M, B) predicted test labels of the rows of w."""
-    return predicted_class(arch.forward(w, task.x_test))
+    return split_predictions(arch, task, w, "test")
 
 
 def summary(acc: Tensor) -> dict[str, float]:

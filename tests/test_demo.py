@@ -9,7 +9,7 @@ import pytest
 from rich.console import Console
 from zoo_fixtures import tiny_spec_dict
 
-from pipelines.demo import BEST_OF, SELECTED, VARIANTS, run_demo
+from pipelines.demo import BEST_OF, SELECTED, VARIANTS, run_demo, summary_table
 from zoo.spec import ZooSpec
 
 
@@ -33,3 +33,28 @@ def test_demo_on_a_tiny_zoo(tmp_path: Path) -> None:
     text = console.export_text()
     assert best in text and "ratio (target >= 98%)" in text
     assert result["timings_s"]["sample_1000_best_of"] > 0
+
+
+def _report(acc_ratios: list[float]) -> dict:
+    """A report as evaluate / evaluate_folds return it, with only the fields the table reads."""
+    keys = ("generated_acc_free", "heldout_acc", "acc_ratio_free", "distance_ratio",
+            "local_ratio", "nn_disagreement", "real_nn_disagreement", "real_pair_disagreement",
+            "diversity", "ensemble_generated", "ensemble_real", "single_generated")  # fmt: skip
+    folds = [{**dict.fromkeys(keys, 0.5), "acc_ratio_free": a} for a in acc_ratios]
+    summary = {**dict.fromkeys(keys, 0.5), "seconds_per_net": 1e-3,
+               "acc_ratio_free": sum(acc_ratios) / len(acc_ratios)}  # fmt: skip
+    return {"summary": summary, "folds": folds} if len(acc_ratios) > 1 else {"summary": summary}
+
+
+def test_summary_table_shows_the_fold_range_only_for_cross_validated_reports() -> None:
+    console = Console(record=True, width=200)
+    console.print(summary_table({"cv": _report([0.959, 1.066, 0.98]), "one": _report([0.9])}))
+    rows = [line for line in console.export_text().splitlines() if "lowest - highest" in line]
+    assert len(rows) == 2  # accuracy ratio and disagreement
+    assert "96-107%" in rows[0] and rows[0].rstrip(" │").endswith("-")
+    assert "50-50%" in rows[1]
+    console = Console(record=True, width=200)
+    console.print(summary_table({"one": _report([0.9])}))
+    text = console.export_text()
+    assert "lowest - highest" not in text and "prompted like held-out" not in text
+    assert "90.0%" in text and "real: replicates" not in text

@@ -27,6 +27,7 @@ from zoo.training import (
     TrainResult,
     evaluate,
     predicted_class,
+    split_predictions,
     train_population,
 )
 
@@ -305,3 +306,20 @@ def test_predicted_class_is_argmax_with_ties_and_nan() -> None:
     view = logits.transpose(1, 2)  # (P, B, K) as Architecture.forward returns it
     assert torch.equal(predicted_class(view), view.argmax(-1))
     assert torch.equal(predicted_class(logits), logits.argmax(-1))
+
+
+# one chunk; 200 nets of width 128: chunks of 81 points, the last one short
+@pytest.mark.parametrize(("nets", "width"), [(1, 16), (7, 16), (200, 128)])
+def test_split_predictions_match_evaluate_and_one_forward(
+    nets: int, width: int, digits: TaskData
+) -> None:
+    """The chunked predictions count the accuracy that evaluate() reports, bit for bit, and
+    are the classes of one unchunked forward pass."""
+    arch = MLP(width=width, in_shape=(1, 8, 8))
+    w = arch.init_weights(list(range(nets)))
+    for split in ("val", "test"):
+        p = split_predictions(arch, digits, w, split)
+        x, y = digits.split(split)
+        assert p.shape == (nets, len(x))
+        assert torch.equal(p.eq(y).float().mean(dim=1), evaluate(arch, digits, w, split)[1])
+        assert torch.equal(p, arch.forward(w, x).argmax(-1))

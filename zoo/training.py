@@ -99,6 +99,17 @@ def eval_batch(arch: Architecture, models: int) -> int:
 
 
 @torch.no_grad()
+def split_predictions(arch: Architecture, task: TaskData, weights: Tensor, split: str) -> Tensor:
+    """(P, B) class predicted by each of P models for each point of a split, chunked over the
+    points as :func:`evaluate` chunks them."""
+    x, _ = task.split(split)
+    x = x.to(weights.device)
+    batch = eval_batch(arch, len(weights))
+    return torch.cat([predicted_class(arch.forward(weights, x[a : a + batch]))
+                      for a in range(0, len(x), batch)], dim=1).cpu()  # fmt: skip
+
+
+@torch.no_grad()
 def evaluate(
     arch: Architecture, task: TaskData, weights: Tensor, split: str
 ) -> tuple[Tensor, Tensor]:
