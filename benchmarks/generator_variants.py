@@ -54,8 +54,11 @@ from zoo.tasks import get_task  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "generator_variants.json"
 
-# twice the demo's candidates at temperature 0.75 (the same 4 steps)
-BEST_OF_16: dict = {**SELECTED, "candidates": 16, "temperature": 0.75, "steps": 4}
+# the demo's setting until this round: of 8 draws, the most novel of those at least as good as
+# the prompt (temperature 1, 4 Heun steps)
+NOVEL: dict = {"candidates": 8, "select": "novel", "temperature": 1.0, "steps": 4}
+# twice its candidates at temperature 0.75 (the same 4 steps)
+BEST_OF_16: dict = {**NOVEL, "candidates": 16, "temperature": 0.75}
 # and four times them: does more selection keep moving the frontier?
 BEST_OF_32: dict = {**BEST_OF_16, "candidates": 32}
 # name -> (config overrides, sampling options)
@@ -92,14 +95,14 @@ VARIANTS: dict[str, tuple[dict, dict]] = {
         {"model.pca_max_drop": 0.05},
         {"candidates": 4, "select": "at-least", "temperature": 0.75},
     ),
-    # ... or the most novel (zoo demo's setting: best of 8, temperature 1, 4 Heun steps)
-    "best of 8, novel (zoo demo)": ({}, SELECTED),
-    "best of 8, novel, temperature 0.75": ({}, {**SELECTED, "temperature": 0.75}),
-    "best of 4, novel": ({}, {**SELECTED, "candidates": 4}),
-    "pca_max_drop 0.1, best of 8, novel": ({"model.pca_max_drop": 0.1}, SELECTED),
-    "pca_max_drop 0.125, best of 8, novel": ({"model.pca_max_drop": 0.125}, SELECTED),
-    "pca_max_drop 0.05, best of 8, novel": ({"model.pca_max_drop": 0.05}, SELECTED),
-    "pca_max_drop 0.2, best of 8, novel": ({"model.pca_max_drop": 0.2}, SELECTED),
+    # ... or the most novel (best of 8, temperature 1, 4 Heun steps)
+    "best of 8, novel": ({}, NOVEL),
+    "best of 8, novel, temperature 0.75": ({}, {**NOVEL, "temperature": 0.75}),
+    "best of 4, novel": ({}, {**NOVEL, "candidates": 4}),
+    "pca_max_drop 0.1, best of 8, novel": ({"model.pca_max_drop": 0.1}, NOVEL),
+    "pca_max_drop 0.125, best of 8, novel": ({"model.pca_max_drop": 0.125}, NOVEL),
+    "pca_max_drop 0.05, best of 8, novel": ({"model.pca_max_drop": 0.05}, NOVEL),
+    "pca_max_drop 0.2, best of 8, novel": ({"model.pca_max_drop": 0.2}, NOVEL),
     "pca_max_drop 0.1, best of 16, novel, temperature 0.75, 4 steps": (
         {"model.pca_max_drop": 0.1},
         BEST_OF_16,
@@ -113,6 +116,13 @@ VARIANTS: dict[str, tuple[dict, dict]] = {
         {"model.pca_max_drop": 0.125},
         BEST_OF_32,
     ),
+    # the highest validation accuracy + weight x novelty, whatever the prompt (zoo demo's
+    # setting: weight 0.45, best of 8, temperature 1, 4 Heun steps)
+    "best of 8, weighted 0.45 (zoo demo)": ({}, SELECTED),
+    "best of 8, weighted 0.4": ({}, {**SELECTED, "disagreement_weight": 0.4}),
+    "best of 8, weighted 0.5": ({}, {**SELECTED, "disagreement_weight": 0.5}),
+    "best of 8, weighted 0.6": ({}, {**SELECTED, "disagreement_weight": 0.6}),
+    "best of 4, weighted 0.45": ({}, {**SELECTED, "candidates": 4}),
 }
 KEYS = ("acc_ratio_free", "acc_ratio_matched", "distance_ratio", "nn_disagreement",
         "real_nn_disagreement", "real_pair_disagreement", "real_replicate_disagreement",
@@ -168,6 +178,7 @@ STYLES: dict[str, tuple[str, str, str]] = {
     "closest": ("^", "tab:orange", "best of k, closest to the prompt"),
     "at-least": ("D", "tab:purple", "best of k, closest at least as good as the prompt"),
     "novel": ("P", "tab:brown", "best of k, most novel at least as good as the prompt"),
+    "weighted": ("X", "black", "best of k, highest accuracy + weight x novelty"),
     "reference": ("*", "tab:green", "interpolations between training nets (no generator)"),
 }
 

@@ -25,7 +25,14 @@ from torch import Tensor, nn
 from generators.config import GeneratorConfig
 from generators.dataset import WeightDataset
 from generators.info import DatasetInfo
-from generators.selection import SELECT_CANDIDATES, PromptSelection, TrainingNets, check_rule
+from generators.selection import (
+    DISAGREEMENT_WEIGHT,
+    NOVELTY_RULES,
+    SELECT_CANDIDATES,
+    PromptSelection,
+    TrainingNets,
+    check_rule,
+)
 from zoo.population import Population
 
 CONFIG_FILE = "generator.json"
@@ -167,7 +174,7 @@ class WeightGenerator(ABC):
     def sample(
         self, n: int, task: str | None = None, width: int | None = None, seed: int = 0,
         target: float | None = None, candidates: int = 1, select: str = "closest",
-        **options: Any,
+        disagreement_weight: float | None = None, **options: Any,
     ) -> Population:  # fmt: skip
         """``n`` new networks for (task, width) as a Population (weights (n, N) + layout).
 
@@ -178,13 +185,19 @@ class WeightGenerator(ABC):
         values come back as ``conditioning["measured_<property>"]``. select: ``"closest"``; or, of
         the candidates at least as good as the prompt, the closest to it (``"at-least"``) or the
         one that differs most from its nearest training net on the validation split
-        (``"novel"``; that share comes back as ``conditioning["nearest_train_disagreement"]``).
+        (``"novel"``; that share comes back as ``conditioning["nearest_train_disagreement"]``);
+        or, whatever the prompt, the one with the highest validation accuracy +
+        ``disagreement_weight`` (default ``DISAGREEMENT_WEIGHT``) x that share (``"weighted"``).
         Further options are generator specific (for flow: steps, solver, guidance, ...).
         """
         info = self.require_info()
         if n < 1:
             raise ValueError(f"n must be >= 1, got {n}")
         check_rule(select)
+        if disagreement_weight is not None and select != "weighted":
+            raise ValueError(
+                f"disagreement_weight applies to select='weighted' only (select={select!r})"
+            )
         g = info.resolve(task, width)
         rng = torch.Generator().manual_seed(int(seed))
         props = None
@@ -204,10 +217,11 @@ class WeightGenerator(ABC):
             weights = self._sample(n, g, rng, props, **options)
             return Population(group.arch, weights, group.task, f"generated-{group.key}", cond)
         selection = PromptSelection(
-            candidates, info.data.property if props is not None else "", select
-        )
+            candidates, info.data.property if props is not None else "", select,
+            DISAGREEMENT_WEIGHT if disagreement_weight is None else disagreement_weight,
+        )  # fmt: skip
         reference = (TrainingNets.of(group.arch, group.task, info.training_nets(g))
-                     if select == "novel" else None)  # fmt: skip
+                     if select in NOVELTY_RULES else None)  # fmt: skip
         kept, measured, novelty = [], [], []
         per_round = max(1, SELECT_CANDIDATES // candidates)  # prompts whose candidates fit a round
         for a in range(0, n, per_round):

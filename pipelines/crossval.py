@@ -34,6 +34,10 @@ from pipelines.evaluate import (
     write_report,
 )
 
+# summary figures that do not depend on the fold (all real nets, whatever the split): pooled,
+# the first fold's value
+FOLD_INVARIANT = ("real_task_pair_disagreement",)
+
 
 def _mean_dict(dicts: list[dict[str, float]]) -> dict[str, float]:
     return {k: float(np.mean([d[k] for d in dicts])) for k in dicts[0]}
@@ -98,7 +102,9 @@ def pool_reports(reports: list[dict[str, Any]], label: str = "") -> dict[str, An
     return {
         "label": label or first["label"], "kind": first["kind"], "canonical": first["canonical"],
         "settings": {**first["settings"], "folds": len(reports)},
-        "summary": aggregate(groups), "per_group": per_group(groups), "groups": groups,
+        "summary": {**aggregate(groups), **{k: first["summary"][k] for k in FOLD_INVARIANT
+                                             if k in first["summary"]}},
+        "per_group": per_group(groups), "groups": groups,
         "tradeoff": pool_tradeoff([r["tradeoff"] for r in reports]) if first["tradeoff"] else [],
         "folds": [r["summary"] for r in reports],
     }  # fmt: skip

@@ -11,8 +11,9 @@ G freshly sampled nets (no fine-tuning), all on the task's test split:
   or raw) against the mean nearest-neighbour distance among T (``distance_ratio``), and the
   same per net relative to that neighbour's own nearest-neighbour distance (``local_ratio``);
   prediction disagreement of each G with its nearest T, against the disagreement of each H with
-  its nearest T (two real nets), the mean disagreement over all pairs of real nets, and over
-  pairs of replicates (real nets of one recipe: the same hyperparameters, another seed);
+  its nearest T (two real nets), the mean disagreement over all pairs of real nets of the group,
+  over pairs of replicates (real nets of one recipe: the same hyperparameters, another seed),
+  and over all pairs of real nets of the task, whatever their widths (``summary`` only);
 * diversity: mean pairwise disagreement among G;
 * ensembles of K nets: generated vs real vs one net;
 * conditioning fidelity: nets generated for task A evaluated on every task B of the generator
@@ -42,6 +43,9 @@ from zoo.tasks import TaskData, get_task
 from zoo.training import predicted_class, prediction_disagreement, split_predictions
 
 WITHIN = 0.05  # "within 5 points of the real mean"
+# the trade-off curve of select="weighted": from the most accurate candidate (0) to one point of
+# accuracy per point of disagreement
+WEIGHT_SWEEP = (0.0, 0.25, 0.45, 0.6, 1.0)
 
 
 @dataclass
@@ -90,6 +94,18 @@ def mean_pairwise_disagreement(p: Tensor) -> float:
     if m < 2:
         return float("nan")
     return float(pairwise_disagreement(p).sum() / (m * (m - 1)))
+
+
+def task_pair_disagreement(ds: WeightDataset, tasks: dict[str, TaskData]) -> float:
+    """Mean disagreement over all pairs of the dataset's real nets (training and held-out) that
+    share a task, whatever their group, averaged over tasks: "two real nets of the zoo" across
+    widths. The same in every fold of a cross-validation, to the bit: all real nets, in the
+    dataset's order whatever the split."""
+    per_task: dict[str, list[Tensor]] = {}
+    for g, grp in enumerate(ds.groups):
+        w = ds.padded.crop(ds.weights[ds.group == g], g)  # (M_g, N_g) every model of the group
+        per_task.setdefault(grp.task, []).append(predictions(grp.arch, tasks[grp.task], w))
+    return float(np.mean([mean_pairwise_disagreement(torch.cat(p)) for p in per_task.values()]))
 
 
 def replicate_disagreement(p: Tensor, recipe: Tensor) -> float:
@@ -313,9 +329,13 @@ def evaluate_generator(
     s = settings or EvalSettings()
     tasks = {t: get_task(t) for t in ds.tasks}
     groups = [evaluate_group(gen, ds, g, s, tasks) for g in range(len(ds.groups))]
+    summary = {
+        **aggregate(groups),
+        "real_task_pair_disagreement": task_pair_disagreement(ds, tasks),
+    }
     report = {"label": label, "kind": gen.kind, "canonical": ds.config.canonical,
               "settings": {**s.__dict__, "sweep": list(s.sweep)},
-              "summary": aggregate(groups), "per_group": per_group(groups), "groups": groups,
+              "summary": summary, "per_group": per_group(groups), "groups": groups,
               "tradeoff": tradeoff(gen, ds, s, tasks) if s.sweep else []}  # fmt: skip
     return write_report(report, out_dir) if out_dir is not None else report
 

@@ -13,7 +13,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-SHORT = {"temperature": "T", "novelty": "nov", "guidance": "w", "steps": "steps"}
+SHORT = {"temperature": "T", "novelty": "nov", "guidance": "w", "steps": "steps",
+         "disagreement_weight": "λ"}  # fmt: skip
 
 
 def _save_figure(fig: Any, title: str, path: str | Path) -> Path:
@@ -128,6 +129,11 @@ def plot_tradeoff(reports: list[dict[str, Any]], path: str | Path) -> Path:
         ax2.axvline(value, color="tab:red", ls=":" if canonical else "-.", lw=1,
                     label=f"real: held-out vs nearest training net ({space})")  # fmt: skip
     ax2.axvline(pair_dis, color="tab:green", ls=":", lw=1, label="real: mean over pairs")
+    across = [r["summary"]["real_task_pair_disagreement"] for r in reports
+              if "real_task_pair_disagreement" in r["summary"]]  # fmt: skip
+    if across:
+        ax2.axvline(float(np.mean(across)), color="tab:green", ls="-.", lw=1,
+                    label="real: pairs across widths")  # fmt: skip
     ax2.set_xlabel("prediction disagreement with nearest training net")
     ax1.legend(fontsize=8)
     ax2.legend(fontsize=8)

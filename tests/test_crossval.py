@@ -90,6 +90,9 @@ def test_cross_validation_pools_every_real_model_once(store: str, tmp_path: Path
     assert s["real_replicate_disagreement"] == pytest.approx(np.mean(reps))
     all_real = [a for g in report["groups"] for a in g["real_acc"]]
     assert s["heldout_acc"] == pytest.approx(np.mean(all_real))
+    # all real nets, whatever the fold: every fold has the same value, and the pool keeps it
+    task_pairs = {f["real_task_pair_disagreement"] for f in report["folds"]}
+    assert task_pairs == {s["real_task_pair_disagreement"]}
     assert [r["temperature"] for r in report["tradeoff"]] == [0.5, 1.0]
     with pytest.raises(ValueError, match="needs folds >= 2"):
         cross_validate(lambda: FlowGenerator(cfg), store, 1, tmp_path)

@@ -13,6 +13,7 @@ from zoo_fixtures import built_tiny_zoo, tiny_flow, trained_moons
 
 from generators import FlowConfig, FlowGenerator, WeightDataset, load_generator, load_population
 from pipelines.cli import main
+from pipelines.evaluate import WEIGHT_SWEEP
 from pipelines.generator_training import train_generator
 from zoo import MLP, Population, TrainConfig, get_task, train_population
 
@@ -107,6 +108,17 @@ def test_cli_train_sample_evaluate(store: str, tmp_path: Path, capsys) -> None:
                  "--out", str(floor)]) == 0  # fmt: skip
     assert "disagreement with the nearest training net" in capsys.readouterr().out
     assert load_population(floor).conditioning["nearest_train_disagreement"].shape == (5,)
+    assert main(["sample", str(run), "--n", "5", "--candidates", "3", "--select", "weighted",
+                 "--disagreement-weight", "0.3", "--out", str(floor)]) == 0  # fmt: skip
+    assert "disagreement with the nearest training net" in capsys.readouterr().out
+    assert torch.equal(
+        load_population(floor).weights(),
+        load_generator(run).sample(5, candidates=3, select="weighted",
+                                   disagreement_weight=0.3).weights(),
+    )  # fmt: skip
+    assert main(["sample", str(run), "--n", "5", "--candidates", "3", "--disagreement-weight",
+                 "0.3", "--out", str(floor)]) == 2  # fmt: skip
+    assert "disagreement_weight applies to select='weighted' only" in capsys.readouterr().err
     assert main(["sample", str(run), "--n", "5", "--candidates", "3", "--select", "above",
                  "--out", str(floor)]) == 2  # fmt: skip
     assert "unknown selection rule 'above'" in capsys.readouterr().err
@@ -147,6 +159,15 @@ def test_cli_train_sample_evaluate(store: str, tmp_path: Path, capsys) -> None:
     assert sorted(a for g in again["groups"] for a in g["heldout_acc"]) == pytest.approx(
         sorted(a for g in pooled["groups"] for a in g["heldout_acc"])
     )
+    # the trade-off curve over the weight of select=weighted
+    assert main(["evaluate", str(cv), "--zoo", store, "--n", "4", "--candidates", "2",
+                 "--select", "weighted", "--knob", "disagreement_weight"]) == 0  # fmt: skip
+    weighted = json.loads((cv / "evaluation" / "evaluation.json").read_text())
+    assert [r["disagreement_weight"] for r in weighted["tradeoff"]] == list(WEIGHT_SWEEP)
+    assert weighted["settings"]["sample_options"] == {"candidates": 2, "select": "weighted"}
+    assert main(["evaluate", str(cv), "--zoo", store, "--n", "4", "--candidates", "2",
+                 "--knob", "disagreement_weight"]) == 2  # fmt: skip
+    assert "knob disagreement_weight sweeps --select weighted" in capsys.readouterr().err
     assert main(cv_args[:-1] + ["1"]) == 2
     assert "needs folds >= 2" in capsys.readouterr().err
 

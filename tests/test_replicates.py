@@ -84,3 +84,22 @@ def test_recipe_keys_are_json_of_the_hyperparameters_but_the_seed(store: str) ->
         hp = json.loads(key)
         assert "seed" not in hp
         assert hp["learning_rate"] == pytest.approx(float(pop.hparams["learning_rate"][i]))
+
+
+def test_task_pairs_are_every_pair_of_real_nets_across_widths() -> None:
+    """Two widths of one task: the mean over all pairs of the dataset's nets, training and
+    held-out, predicting the test split, whatever the split, re-implemented with a loop."""
+    from pipelines.evaluate import predictions, task_pair_disagreement
+    from zoo import get_task
+
+    ds = WeightDataset.from_populations(moons_populations((3, 5), models=4), DataConfig())
+    task = get_task("moons")
+    # training nets first, then held-out ones: another order than the function's
+    p = torch.cat([predictions(grp.arch, task, torch.cat([ds.group_weights(g, True),
+                                                          ds.group_weights(g, False)]))
+                   for g, grp in enumerate(ds.groups)])  # fmt: skip
+    assert len(p) == len(ds) == 8
+    want = pairs_loop(p, [0] * len(p))
+    got = task_pair_disagreement(ds, {"moons": task})
+    assert got == pytest.approx(want, abs=1e-6)
+    assert task_pair_disagreement(ds.with_split(ds.origin[1::2]), {"moons": task}) == got

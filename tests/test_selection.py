@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from torch import Tensor
 from zoo_fixtures import moons_mlp, moons_populations, tiny_flow
 
 import generators.base
@@ -155,12 +156,12 @@ def test_selection_meets_the_prompt_better_than_one_draw(trained: FlowGenerator)
                        trained.sample(5, seed=2).weights())  # fmt: skip
 
 
-def test_novel_sampling_keeps_the_most_novel_of_the_good_enough(
-    trained: FlowGenerator, tmp_path: Path
-) -> None:
-    """Re-implemented from the generator's own draws and its saved training nets."""
-    n, k, width, seed = 6, 4, 3, 5
-    pop = trained.sample(n, width=width, seed=seed, candidates=k, select="novel")
+def redrawn(
+    trained: FlowGenerator, n: int, k: int, width: int, seed: int
+) -> tuple[int, Tensor, Tensor, Tensor, Tensor]:
+    """The candidates that ``sample(n, width, seed, candidates=k)`` draws in its one round,
+    re-drawn: group index, prompts (n,), candidates (n * k, N), and their validation accuracy
+    and disagreement with the nearest training net, (n, k) each."""
     info = trained.info
     g = info.resolve(None, width)
     arch = info.groups[g].arch
@@ -169,8 +170,18 @@ def test_novel_sampling_keeps_the_most_novel_of_the_good_enough(
     props = pool[torch.randint(len(pool), (n,), generator=rng)]
     drawn = trained._sample(n * k, g, rng, props.repeat_interleave(k))  # one round
     acc = measure_property("val_acc", arch, "moons", drawn).view(n, k)
-    train_w = info.training_nets(g)
-    nov = nearest_disagreement(arch, "moons", drawn, train_w).view(n, k)
+    nov = nearest_disagreement(arch, "moons", drawn, info.training_nets(g)).view(n, k)
+    return g, props, drawn, acc, nov
+
+
+def test_novel_sampling_keeps_the_most_novel_of_the_good_enough(
+    trained: FlowGenerator, tmp_path: Path
+) -> None:
+    """Re-implemented from the generator's own draws and its saved training nets."""
+    n, k, width, seed = 6, 4, 3, 5
+    pop = trained.sample(n, width=width, seed=seed, candidates=k, select="novel")
+    g, props, drawn, acc, nov = redrawn(trained, n, k, width, seed)
+    train_w = trained.info.training_nets(g)
     for i in range(n):
         ok = [j for j in range(k) if acc[i, j] >= props[i]]
         j = (max(ok, key=lambda j: (float(nov[i, j]), -j)) if ok
@@ -186,6 +197,39 @@ def test_novel_sampling_keeps_the_most_novel_of_the_good_enough(
     assert torch.equal(again.info.training_nets(g), train_w)
     assert torch.equal(again.sample(n, width=width, seed=seed, candidates=k,
                                     select="novel").weights(), pop.weights())  # fmt: skip
+
+
+@pytest.mark.parametrize("weight", [0.0, 0.45, 3.0])
+def test_weighted_sampling_keeps_the_highest_accuracy_plus_weighted_novelty(
+    trained: FlowGenerator, weight: float
+) -> None:
+    """Re-implemented from the generator's own draws: the prompt steers the draws only."""
+    n, k, width, seed = 6, 4, 3, 5
+    pop = trained.sample(n, width=width, seed=seed, candidates=k, select="weighted",
+                         disagreement_weight=weight)  # fmt: skip
+    _, _, drawn, acc, nov = redrawn(trained, n, k, width, seed)
+    for i in range(n):
+        j = max(range(k), key=lambda j: (float(acc[i, j]) + weight * float(nov[i, j]), -j))
+        assert torch.equal(pop.weights()[i], drawn[i * k + j])
+        assert float(pop.conditioning["nearest_train_disagreement"][i]) == float(nov[i, j])
+    assert torch.equal(pop.conditioning["measured_val_acc"], pop.evaluate(split="val"))
+
+
+@pytest.mark.parametrize("n,k", [(1, 1), (1, 5), (7, 2), (16, 8)])
+@pytest.mark.parametrize("weight", [0.0, 0.45, 2.0])
+def test_weighted_choice_is_the_reference_formula(n: int, k: int, weight: float) -> None:
+    g = torch.Generator().manual_seed(n * 13 + k)
+    measured = torch.randint(0, 5, (n, k), generator=g).float() / 4  # ties on purpose
+    measured[measured == 0.5] = float("nan")  # diverged candidates
+    novelty = torch.randint(0, 5, (n, k), generator=g).float() / 4
+    rule = PromptSelection(k, "val_acc", "weighted", weight)
+    chosen = rule.choose(measured, torch.zeros(n), novelty)
+    for i in range(n):
+        scores = [float(m) + weight * float(v) for m, v in zip(measured[i], novelty[i])]
+        finite = [sc for sc in scores if sc == sc]
+        assert int(chosen[i]) == (scores.index(max(finite)) if finite else 0)
+    # the prompts do not enter the choice
+    assert torch.equal(rule.choose(measured, torch.rand(n, generator=g), novelty), chosen)
 
 
 def test_novel_needs_the_training_nets_and_classes(trained: FlowGenerator, tmp_path: Path) -> None:
@@ -205,6 +249,12 @@ def test_novel_needs_the_training_nets_and_classes(trained: FlowGenerator, tmp_p
                              torch.zeros(1, sine.num_params))  # fmt: skip
     with pytest.raises(ValueError, match="needs the training nets to compare with"):
         PromptSelection(2, "val_acc", "novel").select(torch.zeros(4, 3), torch.zeros(2), None, "x")
+    with pytest.raises(ValueError, match="rule 'weighted' needs the training nets"):
+        PromptSelection(2, "val_acc", "weighted").select(
+            torch.zeros(4, 3), torch.zeros(2), None, "x"
+        )
+    with pytest.raises(ValueError, match="saved without its training nets"):
+        old.sample(3, candidates=2, select="weighted")
 
 
 def test_selection_errors(trained: FlowGenerator, pops: list[Population]) -> None:
@@ -224,5 +274,15 @@ def test_selection_errors(trained: FlowGenerator, pops: list[Population]) -> Non
         trained.sample(2, candidates=3, select="atleast")
     with pytest.raises(ValueError, match="unknown selection rule 'best'"):
         trained.sample(2, select="best")  # refused even with one candidate
+    with pytest.raises(ValueError, match="disagreement_weight must be a finite number >= 0"):
+        PromptSelection(4, "val_acc", "weighted", -0.1)
+    with pytest.raises(ValueError, match="disagreement_weight must be a finite number >= 0"):
+        trained.sample(2, candidates=3, select="weighted", disagreement_weight=float("inf"))
+    with pytest.raises(ValueError, match="conditioned on 'val_loss': condition it on val_acc"):
+        PromptSelection(4, "val_loss", "weighted")
+    with pytest.raises(ValueError, match="applies to select='weighted' only"):
+        trained.sample(2, candidates=3, select="novel", disagreement_weight=0.5)
+    with pytest.raises(ValueError, match="rule 'weighted' needs the candidates' novelty"):
+        PromptSelection(2, "val_acc", "weighted").choose(torch.zeros(1, 2), torch.zeros(1))
     with pytest.raises(ValueError, match=r"expected 6 candidates \(3 prompts x 2\), got 5"):
         PromptSelection(2, "val_acc").select(torch.zeros(5, 3), torch.zeros(3), None, "moons")

@@ -30,8 +30,10 @@ def test_every_shipped_variant_has_a_style(variants: ModuleType) -> None:
     for name, (overrides, options) in variants.VARIANTS.items():
         kind = variants.variant_kind(name, {"overrides": overrides, "sample_options": options})
         assert kind in variants.STYLES, name
-    assert variants.variant_kind("best of 8, novel (zoo demo)",
-                                 {"sample_options": variants.SELECTED}) == "novel"  # fmt: skip
+    assert variants.variant_kind("best of 8, novel",
+                                 {"sample_options": variants.NOVEL}) == "novel"  # fmt: skip
+    assert variants.variant_kind("best of 8, weighted 0.45 (zoo demo)",
+                                 {"sample_options": variants.SELECTED}) == "weighted"  # fmt: skip
     assert variants.variant_kind("x", {"overrides": {"data.canonical": False}}) == "raw"
     assert variants.variant_kind(variants.REFERENCE, {}) == "reference"
 

@@ -27,7 +27,11 @@ CandidatesOpt = typer.Option(
 SelectOpt = typer.Option(
     help="with --candidates: closest | at-least | novel (of the candidates at least as good as "
     "the prompt, the closest to it, or the one predicting most unlike its nearest training net; "
-    "none is: the best)"
+    "none is: the best) | weighted (the highest validation accuracy + W x that disagreement)"
+)
+WeightOpt = typer.Option(
+    help="W of --select weighted: accuracy points given up per point of disagreement gained "
+    "(default 0.45)"
 )
 TemperatureOpt = typer.Option(help="source-noise scale (default: the generator's config)")
 
@@ -136,6 +140,7 @@ def sample(
     temperature: Annotated[float | None, TemperatureOpt] = None,
     candidates: Annotated[int, CandidatesOpt] = 1,
     select: Annotated[str, SelectOpt] = "closest",
+    disagreement_weight: Annotated[float | None, WeightOpt] = None,
 ) -> None:
     """Sample new networks from a trained generator and write them to a file."""
     import time
@@ -147,7 +152,7 @@ def sample(
                                   temperature=temperature).items() if v is not None}  # fmt: skip
     t0 = time.perf_counter()
     pop = gen.sample(n, task=task, width=width, seed=seed, target=target, candidates=candidates,
-                     select=select, **opts)  # fmt: skip
+                     select=select, disagreement_weight=disagreement_weight, **opts)  # fmt: skip
     dt = time.perf_counter() - t0
     path = save_population(pop, out)
     Console().print(f"{n} {pop.task} nets of width {pop.arch.width} ({pop.arch.num_params} "
@@ -177,12 +182,14 @@ def evaluate(
     knob: Annotated[
         str,
         typer.Option(
-            help="sampling knob swept for the trade-off curve: temperature | novelty | guidance | steps"
+            help="sampling knob swept for the trade-off curve: temperature | novelty | guidance | "
+            "steps | disagreement_weight (with --select weighted)"
         ),
     ] = "temperature",
     temperature: Annotated[float | None, TemperatureOpt] = None,
     candidates: Annotated[int, CandidatesOpt] = 1,
     select: Annotated[str, SelectOpt] = "closest",
+    disagreement_weight: Annotated[float | None, WeightOpt] = None,
 ) -> None:
     """Accuracy, novelty, diversity, ensembles and fidelity of generated nets vs held-out ones.
 
@@ -193,18 +200,23 @@ def evaluate(
     from generators.selection import check_rule
     from pipelines.crossval import evaluate_folds, fold_dirs
     from pipelines.demo import per_group_table, summary_table
-    from pipelines.evaluate import EvalSettings, dataset_for, evaluate_generator
+    from pipelines.evaluate import WEIGHT_SWEEP, EvalSettings, dataset_for, evaluate_generator
 
     out = out or Path(run_dir) / "evaluation"
     sweeps = {"temperature": (0.5, 0.75, 1.0, 1.25, 1.5), "novelty": (0.0, 0.25, 0.5, 1.0),
-              "guidance": (1.0, 1.5, 2.0, 3.0), "steps": (2, 4, 8, 16, 32)}  # fmt: skip
+              "guidance": (1.0, 1.5, 2.0, 3.0), "steps": (2, 4, 8, 16, 32),
+              "disagreement_weight": WEIGHT_SWEEP}  # fmt: skip
     if knob not in sweeps:
         raise ValueError(f"unknown knob {knob!r} ({', '.join(sweeps)})")
     check_rule(select)
+    if knob == "disagreement_weight" and (select != "weighted" or candidates < 2):
+        raise ValueError("knob disagreement_weight sweeps --select weighted: "
+                         "add --candidates K (K >= 2) --select weighted")  # fmt: skip
     given = {
         "candidates": (candidates, 1),
         "select": (select, "closest"),
         "temperature": (temperature, None),
+        "disagreement_weight": (disagreement_weight, None),
     }  # (value, default); a sweep still sweeps its knob
     options: dict[str, Any] = {k: v for k, (v, default) in given.items() if v != default}
     settings = EvalSettings(n=n, seed=seed, knob=knob, sweep=sweeps[knob], sample_options=options)
