@@ -100,7 +100,7 @@ def plot_tradeoff(reports: list[dict[str, Any]], path: str | Path) -> Path:
     swept = [r for r in reports if r["tradeoff"]]  # a report evaluated without a sweep: no curve
     if not swept:
         raise ValueError("none of the reports has a trade-off sweep (EvalSettings.sweep)")
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 6.2))
     for r in swept:
         rows = r["tradeoff"]
         knob = next(iter(rows[0]))
@@ -135,8 +135,9 @@ def plot_tradeoff(reports: list[dict[str, Any]], path: str | Path) -> Path:
         ax2.axvline(float(np.mean(across)), color="tab:green", ls="-.", lw=1,
                     label="real: pairs across widths")  # fmt: skip
     ax2.set_xlabel("prediction disagreement with nearest training net")
-    ax1.legend(fontsize=8)
-    ax2.legend(fontsize=8)
+    # below the panels: inside, the legend would hide the curves that reach the reference lines
+    for ax in (ax1, ax2):
+        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2)
     names = ", ".join(
         f"{v} = {k}" for k, v in SHORT.items() if any(k in r["tradeoff"][0] for r in swept)
     )
