@@ -286,3 +286,11 @@ def test_selection_errors(trained: FlowGenerator, pops: list[Population]) -> Non
         PromptSelection(2, "val_acc", "weighted").choose(torch.zeros(1, 2), torch.zeros(1))
     with pytest.raises(ValueError, match=r"expected 6 candidates \(3 prompts x 2\), got 5"):
         PromptSelection(2, "val_acc").select(torch.zeros(5, 3), torch.zeros(3), None, "moons")
+
+
+def test_cli_help_states_the_default_weight() -> None:
+    """The CLI spells the default out (it imports no torch at startup): it must stay the same."""
+    from generators.selection import DISAGREEMENT_WEIGHT
+    from pipelines.commands.generators import WeightOpt
+
+    assert f"(default {DISAGREEMENT_WEIGHT})" in WeightOpt.help
