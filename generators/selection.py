@@ -21,8 +21,9 @@ steers the draws. Over many prompts this is the Lagrangian of "the highest mean 
 given mean novelty", so each candidate set gives up accuracy where it buys the most novelty
 (width 16 of the default zoo) and not where it buys little (width 8); the floor of ``novel``
 cannot (its nets at widths 8 and 16 come out 3 and 6 points *more* accurate than the held-out
-nets, and less novel than two real nets of their width). On the default zoo, best of 8: 100.6% of the held-out accuracy at 37.7%
-disagreement (weight 0.45), against 99.1% / 32.4% with ``novel``.
+nets, and less novel than two real nets of their width). On the default zoo, best of 8: 100.6%
+of the held-out accuracy at 37.7% disagreement (weight 0.45), against 99.1% / 32.4% with
+``novel``.
 """
 
 from __future__ import annotations

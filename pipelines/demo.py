@@ -5,8 +5,8 @@ matching) -> train the flow generator on canonical weights and, for comparison, 
 and without the interpolation augmentation, each 5-fold cross-validated (5 generators, every
 real model held out once) -> sample 100 nets -> evaluate on held-out real models; the canonical
 generators once more with best-of-8 sampling (:mod:`generators.selection`: of 8 draws per prompt,
-of those at least as good as the prompt, the one predicting most unlike its nearest training net;
-source-noise temperature 1, 4 Heun steps) -> short tables and the paths of the plots.
+the one with the highest validation accuracy + 0.45 x its disagreement with its nearest training
+net; source-noise temperature 1, 4 Heun steps) -> short tables and the paths of the plots.
 The phases are needed by the default generator config (``data/generators/flow.toml``), which
 leaves out the ``collapsed`` nets (``data.exclude_phases``).
 """
