@@ -24,6 +24,7 @@ from torch import Tensor, nn
 
 from generators.config import GeneratorConfig
 from generators.dataset import WeightDataset
+from generators.distillation import Distilled, distill_nets
 from generators.info import DatasetInfo
 from generators.selection import (
     DISAGREEMENT_WEIGHT,
@@ -68,8 +69,9 @@ class WeightGenerator(ABC):
         """Every trainable parameter, as one module (saved and restored by name)."""
 
     @abstractmethod
-    def _prepare(self, dataset: WeightDataset) -> None:
-        """Derive data-dependent state from ``dataset`` and build a fresh network."""
+    def _prepare(self, dataset: WeightDataset, distilled: Distilled | None = None) -> None:
+        """Derive data-dependent state from ``dataset`` (plus a first round's chosen samples,
+        ``distilled``, as extra training nets) and build a fresh network."""
 
     @abstractmethod
     def _restore(self, tensors: dict[str, Tensor]) -> None:
@@ -104,17 +106,27 @@ class WeightGenerator(ABC):
             raise ValueError(f"this {self.kind} generator is not trained yet: call fit() first")
         return self.info
 
-    def prepare(self, dataset: WeightDataset) -> None:
-        """Fix the dataset (split, statistics) and build a fresh, seeded network."""
+    def prepare(self, dataset: WeightDataset, distilled: Distilled | None = None) -> None:
+        """Fix the dataset (split, statistics) and build a fresh, seeded network; ``distilled``:
+        the first round's chosen samples, for the second round (:meth:`distill`)."""
         if len(dataset.train_index) == 0:
             raise ValueError("the dataset has no training models")
+        dc = self.config.distill
+        if dc.per_net > 0:  # fail before training, not after the first round
+            PromptSelection(dc.candidates, dataset.config.property, "weighted",
+                            dc.disagreement_weight)  # fmt: skip
         self.config = type(self.config).from_dict(
             {**self.config.to_dict(), "data": vars(dataset.config)}
         )
         self.info = DatasetInfo.from_dataset(dataset)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(self.config.training.seed)
-            self._prepare(dataset)
+            self._prepare(dataset, distilled)
+
+    def distill(self, dataset: WeightDataset) -> Distilled:
+        """The trained generator's best samples by ``config.distill``, to train a second round
+        on (:mod:`generators.distillation`)."""
+        return distill_nets(self, dataset, self.config.distill, self.config.training.seed)
 
     def configure_optimizer(
         self,
@@ -147,10 +159,19 @@ class WeightGenerator(ABC):
         self, dataset: WeightDataset, max_steps: int | None = None,
         callback: Callable[[int, float], None] | None = None,
     ) -> list[float]:  # fmt: skip
-        """Prepare on ``dataset`` and train in a plain loop; returns the loss of every step."""
+        """Prepare on ``dataset`` and train in a plain loop; returns the loss of every step (of
+        both rounds with ``config.distill``: train, draw its best samples, train afresh on them
+        too)."""
         if max_steps is not None:
             self.config = self.config.with_overrides({"training.max_steps": int(max_steps)})
         self.prepare(dataset)
+        losses = self._train_loop(callback)
+        if self.config.distill.per_net > 0:
+            self.prepare(dataset, self.distill(dataset))
+            losses += self._train_loop(callback)
+        return losses
+
+    def _train_loop(self, callback: Callable[[int, float], None] | None) -> list[float]:
         opt, sched = self.configure_optimizer()
         net = self.network.train()
         losses = []

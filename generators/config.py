@@ -8,6 +8,7 @@ typo in a preset is a one-line ``ValueError`` naming the field instead of a sile
 from __future__ import annotations
 
 import json
+import math
 import tomllib
 import types
 import typing
@@ -135,6 +136,35 @@ class AugmentConfig:
 
 
 @dataclass
+class DistillConfig:
+    """Self-distillation (:mod:`generators.distillation`): a second round of training on the
+    first round's best samples.
+
+    per_net: after training, draw this many nets per training net of every group (0: off), each
+    kept from ``candidates`` draws by the ``weighted`` rule (validation accuracy +
+    ``disagreement_weight`` x its validation disagreement with its nearest training net), add
+    them to the training data with their measured property, and train a fresh network on it
+    (the same steps, twice the training time). The draws use the generator's own sampling
+    defaults; only the validation split is used to choose them.
+    """
+
+    per_net: int = 0
+    candidates: int = 32
+    disagreement_weight: float = 0.6
+
+    def __post_init__(self) -> None:
+        if self.per_net < 0:
+            raise ValueError(f"distill.per_net must be >= 0, got {self.per_net}")
+        if self.candidates < 1:
+            raise ValueError(f"distill.candidates must be >= 1, got {self.candidates}")
+        if not math.isfinite(self.disagreement_weight) or self.disagreement_weight < 0:
+            raise ValueError(
+                f"distill.disagreement_weight must be a finite number >= 0, "
+                f"got {self.disagreement_weight}"
+            )
+
+
+@dataclass
 class GeneratorConfig:
     """Base of every generator's config; ``kind`` names the generator class (``flow``, ...)."""
 
@@ -142,6 +172,7 @@ class GeneratorConfig:
     data: DataConfig = field(default_factory=DataConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, **asdict(self)}

@@ -140,22 +140,26 @@ def cross_validate(
     return write_report(report, out)
 
 
-def fold_dirs(run_dir: str | Path) -> list[Path]:
-    """The ``fold-F`` generator run dirs of a cross-validated run, in fold order."""
+def fold_dirs(run_dir: str | Path, sub: str = "") -> list[Path]:
+    """The ``fold-F`` generator run dirs of a cross-validated run, in fold order (``sub``: a
+    folder inside each, e.g. a distilled generator's ``first-round``)."""
     dirs = [d for d in Path(run_dir).glob("fold-*") if d.name[5:].isdigit() and d.is_dir()]
-    return sorted(dirs, key=lambda d: int(d.name[5:]))
+    dirs = [d / sub for d in sorted(dirs, key=lambda d: int(d.name[5:]))]
+    return [d for d in dirs if d.is_dir()]
 
 
 def evaluate_folds(
-    run_dir: str | Path, zoo: str, settings: EvalSettings, out_dir: str | Path, label: str = ""
+    run_dir: str | Path, zoo: str, settings: EvalSettings, out_dir: str | Path, label: str = "",
+    sub: str = "",
 ) -> dict[str, Any]:  # fmt: skip
     """Evaluate the trained generators of a cross-validated run again (other sampling settings,
-    e.g. ``candidates``), each on its own held-out models, pooled as by :func:`cross_validate`;
-    writes ``out_dir/evaluation.json`` plus PNGs and returns the pooled report."""
+    e.g. ``candidates``; or, with ``sub="first-round"``, the first rounds of distilled ones),
+    each on its own held-out models, pooled as by :func:`cross_validate`; writes
+    ``out_dir/evaluation.json`` plus PNGs and returns the pooled report."""
     from generators import load_generator
     from pipelines.evaluate import dataset_for
 
-    dirs = fold_dirs(run_dir)
+    dirs = fold_dirs(run_dir, sub)
     if not dirs:
         raise FileNotFoundError(f"{run_dir} holds no fold-F generators "
                                 "(cross-validate with `zoo train-generator --folds K`)")  # fmt: skip

@@ -27,11 +27,16 @@ from generators.selection import DISAGREEMENT_WEIGHT
 from pipelines.evaluate import WEIGHT_SWEEP
 
 # the generators the demo compares: name -> (run folder, overrides of the default config)
+# (the preset distils, :mod:`generators.distillation`; the comparisons do not, and compare with
+# the canonical generators' own first round, FIRST_ROUND, at no extra training)
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "canonical": ("flow-canonical", {"data.canonical": True}),
-    "raw": ("flow-raw", {"data.canonical": False}),
-    "canonical, no augmentation": ("flow-canonical-plain", {"augment.interpolations": 0}),
-}
+    "raw": ("flow-raw", {"data.canonical": False, "distill.per_net": 0}),
+    "canonical, no augmentation": (
+        "flow-canonical-plain", {"augment.interpolations": 0, "distill.per_net": 0},
+    ),
+}  # fmt: skip
+FIRST_ROUND = "canonical, not distilled"
 # the canonical generators evaluated once more with best-of-k sampling: of BEST_OF draws per
 # prompt, the one with the highest validation accuracy + 0.45 x its disagreement with its nearest
 # training net (generators/selection.py, rule "weighted": it gives up accuracy where that buys
@@ -115,7 +120,8 @@ def summary_table(
             table.add_row(label, *cells)
     if train_seconds:
         table.add_row("generator training (slowest fold)",
-                      *[f"{train_seconds.get(k, float('nan')):.1f} s" for k in reports])  # fmt: skip
+                      *[f"{train_seconds[k]:.1f} s" if k in train_seconds else "-"
+                        for k in reports])  # fmt: skip
     return table
 
 
@@ -160,6 +166,7 @@ def run_demo(
     from pipelines.crossval import cross_validate, evaluate_folds
     from pipelines.evaluate import EvalSettings
     from pipelines.evaluation_plots import plot_tradeoff
+    from pipelines.generator_training import FIRST_ROUND_DIR
 
     console = console or Console()
     out = Path(out)
@@ -189,13 +196,17 @@ def run_demo(
             max_steps=max_steps, label=f"flow, {name}", console=console,
         )  # fmt: skip
         train_seconds[name] = max(reports[name]["train_seconds"])
+    canonical_dir = out / VARIANTS["canonical"][0]
+    reports[FIRST_ROUND] = evaluate_folds(
+        canonical_dir, store, EvalSettings(n=n), canonical_dir / FIRST_ROUND_DIR,
+        label=f"flow, {FIRST_ROUND}", sub=FIRST_ROUND_DIR,
+    )  # fmt: skip
     timings["train_and_evaluate"] = time.perf_counter() - t0
 
     best = f"canonical, best of {BEST_OF}"
     console.rule(f"4/5 the canonical generators again, keeping one of {BEST_OF} draws per "
                  f"prompt ({SELECTED_RULE}, temperature {SELECTED['temperature']})")  # fmt: skip
     t0 = time.perf_counter()
-    canonical_dir = out / VARIANTS["canonical"][0]
     reports[best] = evaluate_folds(
         canonical_dir, store,
         EvalSettings(n=n, knob="disagreement_weight", sweep=WEIGHT_SWEEP, sample_options=SELECTED),
@@ -222,7 +233,7 @@ def run_demo(
         "plots": [p for r in reports.values() for p in r["plots"]] + [str(tradeoff)],
     }  # fmt: skip
     (out / "demo.json").write_text(json.dumps(result, indent=2) + "\n")
-    console.print(summary_table({k: reports[k] for k in VARIANTS}, train_seconds))
+    console.print(summary_table({k: reports[k] for k in (*VARIANTS, FIRST_ROUND)}, train_seconds))
     console.print(summary_table({k: reports[k] for k in ("canonical", best)}))
     console.print(
         per_group_table({"plain": reports["canonical"], f"best of {BEST_OF}": reports[best]})

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import lightning as L
@@ -28,9 +28,12 @@ from torch.utils.data import DataLoader, IterableDataset
 
 from generators import WeightDataset, WeightGenerator
 from generators.base import step_generators
+from generators.distillation import Distilled
 from pipelines.safetensors_checkpoint import SafetensorsCheckpointIO
 
 CHECKPOINT_DIR = "checkpoints"
+# the first round of a distilled generator (config.distill), a generator run dir of its own
+FIRST_ROUND_DIR = "first-round"
 LOG_EVERY = 25
 
 
@@ -104,14 +107,35 @@ def train_generator(
 ) -> TrainSummary:  # fmt: skip
     """Train ``generator`` on ``dataset`` and save it to ``run_dir``; resumes from last.ckpt.
 
+    With ``config.distill`` on, two rounds: the first generator is trained and saved to
+    ``run_dir/first-round``, draws its best samples (:mod:`generators.distillation`), and a
+    fresh one is trained on them too, into ``run_dir``; each round resumes on its own.
     checkpoints: how many checkpoints to write over the run (the last is always kept);
     callbacks: extra Lightning callbacks.
     """
     if max_steps is not None:
         generator.config = generator.config.with_overrides({"training.max_steps": int(max_steps)})
-    steps = generator.config.training.max_steps
-    generator.prepare(dataset)  # deterministic: a resumed run rebuilds the same state
     out = Path(run_dir)
+    options = dict(devices=devices, accelerator=accelerator, resume=resume, progress=progress,
+                   checkpoints=checkpoints, callbacks=callbacks)  # fmt: skip
+    if generator.config.distill.per_net == 0:
+        return train_round(generator, dataset, out, None, **options)
+    first = train_round(generator, dataset, out / FIRST_ROUND_DIR, None, **options)
+    t0 = time.perf_counter()
+    distilled = generator.distill(dataset)  # deterministic: a resumed run draws the same
+    drawn = time.perf_counter() - t0
+    final = train_round(generator, dataset, out, distilled, **options)
+    return replace(final, seconds=first.seconds + drawn + final.seconds)
+
+
+def train_round(
+    generator: WeightGenerator, dataset: WeightDataset, out: Path, distilled: Distilled | None,
+    devices: int | str, accelerator: str, resume: bool, progress: bool, checkpoints: int,
+    callbacks: list[L.Callback] | None,
+) -> TrainSummary:  # fmt: skip
+    """One Lightning run from a freshly prepared network (on ``dataset`` plus ``distilled``)."""
+    steps = generator.config.training.max_steps
+    generator.prepare(dataset, distilled)  # deterministic: a resumed run rebuilds the same state
     ckpt_dir = out / CHECKPOINT_DIR
     last = ckpt_dir / "last.ckpt"
     start = 0

@@ -9,7 +9,7 @@ import pytest
 from rich.console import Console
 from zoo_fixtures import tiny_spec_dict
 
-from pipelines.demo import BEST_OF, SELECTED, VARIANTS, run_demo, summary_table
+from pipelines.demo import BEST_OF, FIRST_ROUND, SELECTED, VARIANTS, run_demo, summary_table
 from zoo.spec import ZooSpec
 
 
@@ -20,7 +20,7 @@ def test_demo_on_a_tiny_zoo(tmp_path: Path) -> None:
     result = run_demo(tmp_path, spec=spec, workers=0, max_steps=5, n=4, folds=2,
                       console=console)  # fmt: skip
     best = f"canonical, best of {BEST_OF}"
-    assert set(result["summary"]) == {*VARIANTS, best}
+    assert set(result["summary"]) == {*VARIANTS, FIRST_ROUND, best}
     assert (
         json.loads((tmp_path / "demo.json").read_text())["summary"].keys()
         == result["summary"].keys()

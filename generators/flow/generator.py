@@ -18,10 +18,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from generators.augmentation import interpolate_models
+from generators.augmentation import Interpolated, interpolate_models
 from generators.base import WeightGenerator
 from generators.conditioning import Conditioner
 from generators.dataset import WeightDataset
+from generators.distillation import Distilled
 from generators.flow.config import FlowConfig, FlowModelConfig
 from generators.flow.matching import flow_matching_loss
 from generators.flow.ode import Velocity, integrate
@@ -87,7 +88,7 @@ class FlowGenerator(WeightGenerator):
             info.has_property,
         )  # fmt: skip
 
-    def _prepare(self, dataset: WeightDataset) -> None:
+    def _prepare(self, dataset: WeightDataset, distilled: Distilled | None = None) -> None:
         cfg = self.config.model
         rows = dataset.train_index
         z, group = dataset.normalized[rows], dataset.group[rows]
@@ -102,8 +103,14 @@ class FlowGenerator(WeightGenerator):
             self.space = FullSpace(masks)
         batch = dataset.batch(rows)
         prop, has_prop = batch.prop, batch.has_prop
+        extras: list[Interpolated | Distilled] = []
         if self.config.augment.interpolations > 0:  # synthetic nets between real ones
-            extra = interpolate_models(dataset, self.config.augment, self.config.training.seed)
+            extras.append(
+                interpolate_models(dataset, self.config.augment, self.config.training.seed)
+            )
+        if distilled is not None:  # a first round's best samples
+            extras.append(distilled)
+        for extra in extras:
             z = torch.cat([z, dataset.normalizer.normalize(extra.weights, extra.group)])
             group = torch.cat([group, extra.group])
             extra_prop, extra_has = dataset.conditioning_prop(extra.prop)
