@@ -13,8 +13,8 @@ seconds per 1,000 kept nets, their accuracy and how far their measured validatio
 lands from the prompt, for k = 1, 4, 8 (the candidate closest to the prompt) and for the demo's
 setting (best of 8, the highest validation accuracy + 0.45 x disagreement with the nearest
 training net, temperature 1, 4 steps; with that mean disagreement on the validation split), the
-same at 8 steps, the most novel of those at least as good as the prompt (the demo's setting
-until this round), and best of 16 and of 32 of that rule at temperature 0.75 and 4 steps.
+same at 8 steps, the most novel of those at least as good as the prompt (rule ``novel``), and
+best of 16 and of 32 of that rule at temperature 0.75 and 4 steps.
 
     python benchmarks/sampling.py [--quick] [--device cpu|cuda] [--zoo STORE] [--run RUN_DIR]
 """
@@ -134,7 +134,7 @@ def main() -> None:
                      "generated_acc_prompted_best": acc_best})  # fmt: skip
     selection = []
     temperature = gen.config.sampling.temperature
-    # the demo's setting (best of 8, weighted), the same at 8 steps, its setting until this round
+    # the demo's setting (best of 8, weighted), the same at 8 steps, and rule novel
     # (best of 8, novel), and two and four times that at temperature 0.75 (the settings of
     # generator_variants.py that met the accuracy target with the pairs reading before the
     # weighted rule, at pca_max_drop 0.125; timed here with the preset's generator, the cost

@@ -160,16 +160,22 @@ class WeightGenerator(ABC):
         callback: Callable[[int, float], None] | None = None,
     ) -> list[float]:  # fmt: skip
         """Prepare on ``dataset`` and train in a plain loop; returns the loss of every step (of
-        both rounds with ``config.distill``: train, draw its best samples, train afresh on them
+        every round with ``config.distill``: train, draw its best samples, train afresh on them
         too)."""
         if max_steps is not None:
             self.config = self.config.with_overrides({"training.max_steps": int(max_steps)})
         self.prepare(dataset)
         losses = self._train_loop(callback)
-        if self.config.distill.per_net > 0:
+        for _ in range(self.distill_rounds):
             self.prepare(dataset, self.distill(dataset))
             losses += self._train_loop(callback)
         return losses
+
+    @property
+    def distill_rounds(self) -> int:
+        """Trainings after the first, each on the previous one's best samples (0: off)."""
+        dc = self.config.distill
+        return dc.rounds if dc.per_net > 0 else 0
 
     def _train_loop(self, callback: Callable[[int, float], None] | None) -> list[float]:
         opt, sched = self.configure_optimizer()

@@ -137,24 +137,29 @@ class AugmentConfig:
 
 @dataclass
 class DistillConfig:
-    """Self-distillation (:mod:`generators.distillation`): a second round of training on the
-    first round's best samples.
+    """Self-distillation (:mod:`generators.distillation`): training again on the trained
+    generator's best samples.
 
     per_net: after training, draw this many nets per training net of every group (0: off), each
     kept from ``candidates`` draws by the ``weighted`` rule (validation accuracy +
     ``disagreement_weight`` x its validation disagreement with its nearest training net), add
     them to the training data with their measured property, and train a fresh network on it
-    (the same steps, twice the training time). The draws use the generator's own sampling
-    defaults; only the validation split is used to choose them.
+    (the same steps, twice the training time). rounds: how many times (each round draws from
+    the last one's generator and trains a fresh one on the real, interpolated and newly drawn
+    nets). The draws use the generator's own sampling defaults; only the validation split is
+    used to choose them.
     """
 
     per_net: int = 0
     candidates: int = 32
     disagreement_weight: float = 0.6
+    rounds: int = 1
 
     def __post_init__(self) -> None:
         if self.per_net < 0:
             raise ValueError(f"distill.per_net must be >= 0, got {self.per_net}")
+        if self.rounds < 1:
+            raise ValueError(f"distill.rounds must be >= 1, got {self.rounds}")
         if self.candidates < 1:
             raise ValueError(f"distill.candidates must be >= 1, got {self.candidates}")
         if not math.isfinite(self.disagreement_weight) or self.disagreement_weight < 0:

@@ -23,7 +23,7 @@ given mean novelty", so each candidate set gives up accuracy where it buys the m
 cannot (its nets at widths 8 and 16 come out 3 and 6 points *more* accurate than the held-out
 nets, and less novel than two real nets of their width). On the default zoo, best of 8: 100.6%
 of the held-out accuracy at 37.7% disagreement (weight 0.45), against 99.1% / 32.4% with
-``novel``.
+``novel``; from self-distilled generators (:mod:`generators.distillation`), 99.9% / 41.4%.
 """
 
 from __future__ import annotations

@@ -32,8 +32,6 @@ from generators.distillation import Distilled
 from pipelines.safetensors_checkpoint import SafetensorsCheckpointIO
 
 CHECKPOINT_DIR = "checkpoints"
-# the first round of a distilled generator (config.distill), a generator run dir of its own
-FIRST_ROUND_DIR = "first-round"
 LOG_EVERY = 25
 
 
@@ -107,9 +105,10 @@ def train_generator(
 ) -> TrainSummary:  # fmt: skip
     """Train ``generator`` on ``dataset`` and save it to ``run_dir``; resumes from last.ckpt.
 
-    With ``config.distill`` on, two rounds: the first generator is trained and saved to
-    ``run_dir/first-round``, draws its best samples (:mod:`generators.distillation`), and a
-    fresh one is trained on them too, into ``run_dir``; each round resumes on its own.
+    With ``config.distill`` on, in rounds: the first generator is trained and saved to
+    ``run_dir/round-0``, draws its best samples (:mod:`generators.distillation`), and a fresh one
+    is trained on them too (into ``run_dir/round-1`` if another round follows, else into
+    ``run_dir``); each round resumes on its own.
     checkpoints: how many checkpoints to write over the run (the last is always kept);
     callbacks: extra Lightning callbacks.
     """
@@ -118,14 +117,22 @@ def train_generator(
     out = Path(run_dir)
     options = dict(devices=devices, accelerator=accelerator, resume=resume, progress=progress,
                    checkpoints=checkpoints, callbacks=callbacks)  # fmt: skip
-    if generator.config.distill.per_net == 0:
-        return train_round(generator, dataset, out, None, **options)
-    first = train_round(generator, dataset, out / FIRST_ROUND_DIR, None, **options)
-    t0 = time.perf_counter()
-    distilled = generator.distill(dataset)  # deterministic: a resumed run draws the same
-    drawn = time.perf_counter() - t0
-    final = train_round(generator, dataset, out, distilled, **options)
-    return replace(final, seconds=first.seconds + drawn + final.seconds)
+    rounds = generator.distill_rounds
+    seconds, distilled = 0.0, None
+    for r in range(rounds + 1):
+        t0 = time.perf_counter()
+        if r > 0:
+            distilled = generator.distill(dataset)  # deterministic: a resumed run draws the same
+        where = out / round_dir(r) if r < rounds else out
+        summary = train_round(generator, dataset, where, distilled, **options)
+        seconds += time.perf_counter() - t0
+    return replace(summary, seconds=seconds)
+
+
+def round_dir(r: int) -> str:
+    """The folder (in a distilled generator's run dir) of the generator trained in round r <
+    ``distill.rounds``; round 0 is the plain one."""
+    return f"round-{r}"
 
 
 def train_round(

@@ -11,7 +11,7 @@ from zoo_fixtures import tiny_flow, trained_moons
 from generators import DataConfig, FlowConfig, FlowGenerator, WeightDataset, load_generator
 from generators.distillation import distill_nets
 from generators.selection import nearest_disagreement
-from pipelines.generator_training import FIRST_ROUND_DIR, train_generator
+from pipelines.generator_training import round_dir, train_generator
 from zoo import Population, get_task
 from zoo.training import evaluate
 
@@ -85,7 +85,7 @@ def test_lightning_runs_both_rounds_and_resumes(dataset: WeightDataset, tmp_path
     for k, v in state(gen).items():
         assert torch.equal(v, state(plain)[k]), k
     assert s.steps == 30 and s.seconds > 0
-    first = load_generator(tmp_path / "run" / FIRST_ROUND_DIR)  # the first round, kept
+    first = load_generator(tmp_path / "run" / round_dir(0))  # the first round, kept
     assert first.num_examples < gen.num_examples
     again = FlowGenerator(FlowConfig().with_overrides({**TINY, **DISTILL}))
     s2 = train_generator(again, dataset, tmp_path / "run", progress=False)
@@ -98,9 +98,32 @@ def test_lightning_runs_both_rounds_and_resumes(dataset: WeightDataset, tmp_path
     )
 
 
+def test_each_round_trains_on_the_previous_rounds_draws(
+    dataset: WeightDataset, tmp_path: Path
+) -> None:
+    two = {**TINY, **DISTILL, "distill.rounds": 2}
+    gen = FlowGenerator(FlowConfig().with_overrides(two))
+    losses = gen.fit(dataset)
+    once = FlowGenerator(FlowConfig().with_overrides({**TINY, **DISTILL}))
+    assert len(losses) == 3 * 30 and losses[:60] == once.fit(dataset)
+    manual = FlowGenerator(FlowConfig().with_overrides(two))
+    manual.prepare(dataset, once.distill(dataset))  # only the last round's draws
+    manual._train_loop(None)
+    for k, v in state(gen).items():
+        assert torch.equal(v, state(manual)[k]), k
+    lit = FlowGenerator(FlowConfig().with_overrides(two))
+    train_generator(lit, dataset, tmp_path / "run", progress=False)
+    assert sorted(p.name for p in (tmp_path / "run").glob("round-*")) == ["round-0", "round-1"]
+    for k, v in state(gen).items():
+        assert torch.equal(v, state(lit)[k]), k
+    middle = load_generator(tmp_path / "run" / round_dir(1))  # the once-distilled generator
+    assert torch.equal(middle.sample(3, seed=1).weights(), once.sample(3, seed=1).weights())
+
+
 @pytest.mark.parametrize(
     "override,message",
     [
+        ({"distill.rounds": 0}, "distill.rounds must be >= 1"),
         ({"distill.per_net": -1}, "distill.per_net must be >= 0"),
         ({"distill.candidates": 0}, "distill.candidates must be >= 1"),
         ({"distill.disagreement_weight": -0.1}, "distill.disagreement_weight must be a finite"),

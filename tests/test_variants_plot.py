@@ -32,8 +32,13 @@ def test_every_shipped_variant_has_a_style(variants: ModuleType) -> None:
         assert kind in variants.STYLES, name
     assert variants.variant_kind("best of 8, novel",
                                  {"sample_options": variants.NOVEL}) == "novel"  # fmt: skip
-    assert variants.variant_kind("best of 8, weighted 0.45 (zoo demo)",
+    assert variants.variant_kind("best of 8, weighted 0.45",
                                  {"sample_options": variants.SELECTED}) == "weighted"  # fmt: skip
+    distilled = {"sample_options": variants.SELECTED, "distilled": True}
+    assert variants.variant_kind("d", distilled) == "distilled, weighted"
+    assert variants.variant_kind("d", {"distilled": True}) == "distilled"
+    for name, (overrides, _) in variants.VARIANTS.items():  # distilled: the preset's own rows
+        assert name.startswith("distilled") == ("distill.per_net" not in overrides), name
     assert variants.variant_kind("x", {"overrides": {"data.canonical": False}}) == "raw"
     assert variants.variant_kind(variants.REFERENCE, {}) == "reference"
 

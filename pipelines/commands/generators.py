@@ -67,7 +67,7 @@ def train_generator_cmd(
 ) -> None:
     """Train a weight generator on a zoo (canonical weights unless --raw) into a run dir."""
     from generators import WeightDataset, make_generator
-    from pipelines.generator_training import FIRST_ROUND_DIR, train_generator
+    from pipelines.generator_training import round_dir, train_generator
     from pipelines.presets import generator_preset
 
     if config is None:  # the shipped preset, as `zoo demo` uses it; built-in defaults without it
@@ -98,9 +98,10 @@ def train_generator_cmd(
                       f"min_val_acc={d.min_val_acc}")  # fmt: skip
     if gen.config.distill.per_net:
         dc = gen.config.distill
-        console.print(f"self-distilled: trained twice, the second time also on {dc.per_net} nets "
-                      f"per training net drawn by the first (best of {dc.candidates}, weighted "
-                      f"{dc.disagreement_weight}; {out / FIRST_ROUND_DIR})")  # fmt: skip
+        console.print(f"self-distilled: trained {dc.rounds + 1} times, each time after the first "
+                      f"also on {dc.per_net} nets per training net drawn by the last (best of "
+                      f"{dc.candidates}, weighted {dc.disagreement_weight}); the first: "
+                      f"{out / round_dir(0)}")  # fmt: skip
     note = f" (resumed at step {s.resumed_from})" if s.resumed_from else ""
     console.print(f"{s.steps} steps in {s.seconds:.1f} s{note}, final loss {s.final_loss:.4f}; "
                   f"weights: {'raw' if raw else 'canonical'}")  # fmt: skip
