@@ -70,8 +70,8 @@ class WeightGenerator(ABC):
 
     @abstractmethod
     def _prepare(self, dataset: WeightDataset, distilled: Distilled | None = None) -> None:
-        """Derive data-dependent state from ``dataset`` (plus a first round's chosen samples,
-        ``distilled``, as extra training nets) and build a fresh network."""
+        """Derive data-dependent state from ``dataset`` (plus the previous round's chosen
+        samples, ``distilled``, as extra training nets) and build a fresh network."""
 
     @abstractmethod
     def _restore(self, tensors: dict[str, Tensor]) -> None:
@@ -108,7 +108,7 @@ class WeightGenerator(ABC):
 
     def prepare(self, dataset: WeightDataset, distilled: Distilled | None = None) -> None:
         """Fix the dataset (split, statistics) and build a fresh, seeded network; ``distilled``:
-        the first round's chosen samples, for the second round (:meth:`distill`)."""
+        the previous round's chosen samples, for the next round (:meth:`distill`)."""
         if len(dataset.train_index) == 0:
             raise ValueError("the dataset has no training models")
         dc = self.config.distill
@@ -124,7 +124,7 @@ class WeightGenerator(ABC):
             self._prepare(dataset, distilled)
 
     def distill(self, dataset: WeightDataset) -> Distilled:
-        """The trained generator's best samples by ``config.distill``, to train a second round
+        """The trained generator's best samples by ``config.distill``, to train the next round
         on (:mod:`generators.distillation`)."""
         return distill_nets(self, dataset, self.config.distill, self.config.training.seed)
 

@@ -142,7 +142,7 @@ def cross_validate(
 
 def fold_dirs(run_dir: str | Path, sub: str = "") -> list[Path]:
     """The ``fold-F`` generator run dirs of a cross-validated run, in fold order (``sub``: a
-    folder inside each, e.g. a distilled generator's ``first-round``)."""
+    folder inside each, e.g. a distilled generator's first round, ``round-0``)."""
     dirs = [d for d in Path(run_dir).glob("fold-*") if d.name[5:].isdigit() and d.is_dir()]
     dirs = [d / sub for d in sorted(dirs, key=lambda d: int(d.name[5:]))]
     return [d for d in dirs if d.is_dir()]
@@ -153,7 +153,7 @@ def evaluate_folds(
     sub: str = "",
 ) -> dict[str, Any]:  # fmt: skip
     """Evaluate the trained generators of a cross-validated run again (other sampling settings,
-    e.g. ``candidates``; or, with ``sub="first-round"``, the first rounds of distilled ones),
+    e.g. ``candidates``; or, with ``sub="round-0"``, the first rounds of distilled ones),
     each on its own held-out models, pooled as by :func:`cross_validate`; writes
     ``out_dir/evaluation.json`` plus PNGs and returns the pooled report."""
     from generators import load_generator

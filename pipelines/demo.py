@@ -5,9 +5,10 @@ matching) -> train the flow generator on canonical weights and, for comparison, 
 and without the interpolation augmentation, each 5-fold cross-validated (5 generators, every
 real model held out once; the canonical ones self-distilled, :mod:`generators.distillation`, and
 their first rounds evaluated too) -> sample 100 nets -> evaluate on held-out real models; the
-canonical generators once more with best-of-8 sampling (:mod:`generators.selection`: of 8 draws per prompt,
-the one with the highest validation accuracy + 0.45 x its disagreement with its nearest training
-net; source-noise temperature 1, 4 Heun steps) -> short tables and the paths of the plots.
+canonical generators once more with best-of-8 sampling (:mod:`generators.selection`: of 8 draws
+per prompt, the one with the highest validation accuracy + 0.45 x its disagreement with its
+nearest training net; source-noise temperature 1, 4 Heun steps) -> short tables and the paths of
+the plots.
 The phases are needed by the default generator config (``data/generators/flow.toml``), which
 leaves out the ``collapsed`` nets (``data.exclude_phases``).
 """
@@ -244,8 +245,8 @@ def run_demo(
         f"({timings['sample_1000_best_of']:.2f} s best of {BEST_OF}); "
         f"total {timings['total']:.0f} s (zoo {timings['build']:.0f} s, canonicalize "
         f"{timings['canonicalize']:.0f} s, {len(VARIANTS) * folds} generators trained (the "
-        f"canonical ones twice: distilled) and evaluated {timings['train_and_evaluate']:.0f} s, best-of-{BEST_OF} evaluation "
-        f"{timings['evaluate_best_of']:.0f} s)"
+        f"canonical ones twice: distilled) and evaluated {timings['train_and_evaluate']:.0f} s, "
+        f"best-of-{BEST_OF} evaluation {timings['evaluate_best_of']:.0f} s)"
     )
     console.print(f"plots: {', '.join(result['plots'])}", highlight=False)
     console.print(f"{n} generated nets: {samples}; results: {out / 'demo.json'}")

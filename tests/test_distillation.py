@@ -1,4 +1,4 @@
-"""Self-distillation (``[distill]``): a second round of training on the first round's best samples."""
+"""Self-distillation (``[distill]``): training again on the trained generator's best samples."""
 
 from __future__ import annotations
 

@@ -108,7 +108,7 @@ class FlowGenerator(WeightGenerator):
             extras.append(
                 interpolate_models(dataset, self.config.augment, self.config.training.seed)
             )
-        if distilled is not None:  # a first round's best samples
+        if distilled is not None:  # the previous round's best samples
             extras.append(distilled)
         for extra in extras:
             z = torch.cat([z, dataset.normalizer.normalize(extra.weights, extra.group)])
