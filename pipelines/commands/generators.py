@@ -96,12 +96,12 @@ def train_generator_cmd(
     if d.exclude_phases or d.min_val_acc > 0:
         console.print(f"data filter: exclude_phases={d.exclude_phases}, "
                       f"min_val_acc={d.min_val_acc}")  # fmt: skip
-    if gen.config.distill.per_net:
+    if gen.distill_rounds:
         dc = gen.config.distill
-        console.print(f"self-distilled: trained {dc.rounds + 1} times, each time after the first "
-                      f"also on {dc.per_net} nets per training net drawn by the last (best of "
-                      f"{dc.candidates}, weighted {dc.disagreement_weight}); the first: "
-                      f"{out / round_dir(0)}")  # fmt: skip
+        console.print(f"self-distilled: trained {gen.distill_rounds + 1} times, each time after "
+                      f"the first also on {dc.per_net} nets per training net drawn by the "
+                      f"last (best of {dc.candidates}, weighted {dc.disagreement_weight}); the "
+                      f"first: {out / round_dir(0)}")  # fmt: skip
     note = f" (resumed at step {s.resumed_from})" if s.resumed_from else ""
     console.print(f"{s.steps} steps in {s.seconds:.1f} s{note}, final loss {s.final_loss:.4f}; "
                   f"weights: {'raw' if raw else 'canonical'}")  # fmt: skip
