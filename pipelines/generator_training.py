@@ -97,6 +97,20 @@ class TrainSummary:
     resumed_from: int
 
 
+class FinalCheckpoint(L.Callback):
+    """Writes ``last.ckpt`` once more when training ends between two periodic checkpoints
+    (``max_steps`` not a multiple of their interval), so that resuming a finished run retrains
+    nothing."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        saved = SafetensorsCheckpointIO().load_checkpoint(self.path) if self.path.is_file() else {}
+        if saved.get("global_step") != trainer.global_step:
+            trainer.save_checkpoint(self.path)
+
+
 def train_generator(
     generator: WeightGenerator, dataset: WeightDataset, run_dir: str | Path,
     devices: int | str = 1, accelerator: str = "auto", max_steps: int | None = None,
@@ -161,7 +175,8 @@ def train_round(
     L.seed_everything(generator.config.training.seed, verbose=False)
     trainer = L.Trainer(
         max_steps=steps, max_epochs=1, devices=devices, accelerator=accelerator,
-        logger=CSVLogger(out, name="logs"), callbacks=[checkpoint, *(callbacks or [])],
+        logger=CSVLogger(out, name="logs"),
+        callbacks=[checkpoint, FinalCheckpoint(last), *(callbacks or [])],
         plugins=[SafetensorsCheckpointIO()], enable_progress_bar=progress,
         enable_model_summary=False, num_sanity_val_steps=0, limit_val_batches=0,
         gradient_clip_val=generator.config.training.grad_clip or None,

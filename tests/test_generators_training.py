@@ -15,6 +15,7 @@ from generators import FlowConfig, FlowGenerator, WeightDataset, load_generator,
 from pipelines.cli import main
 from pipelines.evaluate import WEIGHT_SWEEP
 from pipelines.generator_training import train_generator
+from pipelines.safetensors_checkpoint import SafetensorsCheckpointIO
 from zoo import MLP, Population, TrainConfig, get_task, train_population
 
 TINY = tiny_flow(40)
@@ -63,6 +64,21 @@ def test_resume_continues_exactly(dataset: WeightDataset, tmp_path: Path) -> Non
     s2 = train_generator(again, dataset, tmp_path / "part", progress=False)
     assert (s2.resumed_from, s2.steps) == (20, 40)
     for k, v in state(full).items():
+        assert torch.equal(v, state(again)[k]), k
+
+
+def test_last_checkpoint_is_the_final_step(dataset: WeightDataset, tmp_path: Path) -> None:
+    """30 steps, checkpoints every 7: last.ckpt still holds step 30, and resuming the finished
+    run retrains nothing and changes nothing."""
+    cfg = FlowConfig().with_overrides({**TINY, "training.max_steps": 30})
+    gen = FlowGenerator(cfg)
+    train_generator(gen, dataset, tmp_path / "run", progress=False, checkpoints=4)
+    last = tmp_path / "run" / "checkpoints" / "last.ckpt"
+    assert SafetensorsCheckpointIO().load_checkpoint(last)["global_step"] == 30
+    again = FlowGenerator(cfg)
+    s = train_generator(again, dataset, tmp_path / "run", progress=False, checkpoints=4)
+    assert (s.resumed_from, s.steps) == (30, 30)
+    for k, v in state(gen).items():
         assert torch.equal(v, state(again)[k]), k
 
 
