@@ -87,8 +87,9 @@ class WeightGenerator(ABC):
 
     @abstractmethod
     def _sample(self, n: int, group: int, rng: torch.Generator, target: Tensor | None,
-                **options: Any) -> Tensor:  # fmt: skip
-        """(n, N_group) weights of ``group``'s layout; ``target``: (n,) property values or None."""
+                out: Tensor | None = None, **options: Any) -> Tensor:  # fmt: skip
+        """(n, N_group) weights of ``group``'s layout; ``target``: (n,) property values or None;
+        ``out``: an (n, N_group) tensor to write them into (best-of-k reuses one per round)."""
 
     # ----- shared -------------------------------------------------------------------------
     @property
@@ -249,21 +250,28 @@ class WeightGenerator(ABC):
         )  # fmt: skip
         reference = (TrainingNets.of(group.arch, group.task, info.training_nets(g))
                      if select in NOVELTY_RULES else None)  # fmt: skip
-        kept, measured, novelty = [], [], []
+        measured, novelty = [], []
         per_round = max(1, SELECT_CANDIDATES // candidates)  # prompts whose candidates fit a round
+        size = info.padded.indices[g].numel()
+        # one (a round's candidates, N_g) buffer for every round, and the kept nets written in
+        # place: no (n, N_g) concatenation at the end, which would hold the kept nets twice
+        dtype = info.normalizer.mean.dtype
+        buffer = torch.empty(min(n, per_round) * candidates, size, dtype=dtype)
+        kept = torch.empty(n, size, dtype=dtype)  # (n, N_g)
         for a in range(0, n, per_round):
             p = props[a : a + per_round]
-            drawn = self._sample(len(p) * candidates, g, rng, p.repeat_interleave(candidates),
+            m = len(p) * candidates
+            drawn = self._sample(m, g, rng, p.repeat_interleave(candidates), out=buffer[:m],
                                  **options)  # fmt: skip
             chosen = selection.select(drawn, p, group.arch, group.task, reference)
-            kept.append(chosen.weights)
+            kept[a : a + len(p)] = chosen.weights
             measured.append(chosen.measured)
             if chosen.novelty is not None:
                 novelty.append(chosen.novelty)
         cond[f"measured_{info.data.property}"] = torch.cat(measured)
         if novelty:
             cond["nearest_train_disagreement"] = torch.cat(novelty)
-        return Population(group.arch, torch.cat(kept), group.task, f"generated-{group.key}", cond)
+        return Population(group.arch, kept, group.task, f"generated-{group.key}", cond)
 
     # ----- persistence --------------------------------------------------------------------
     def save(self, run_dir: str | Path) -> Path:

@@ -294,3 +294,17 @@ def test_cli_help_states_the_default_weight() -> None:
     from pipelines.commands.generators import WeightOpt
 
     assert f"(default {DISAGREEMENT_WEIGHT})" in WeightOpt.help
+
+
+def test_sample_into_a_given_buffer(trained: FlowGenerator) -> None:
+    """``_sample(out=...)`` writes the same draws into the caller's buffer (best-of-k reuses one
+    per round) and refuses a buffer of the wrong shape."""
+    info = trained.info
+    g = info.resolve(None, 3)
+    fresh = trained._sample(5, g, torch.Generator().manual_seed(2), None)  # (5, N)
+    buffer = torch.full((5, fresh.shape[1]), float("nan"))
+    got = trained._sample(5, g, torch.Generator().manual_seed(2), None, out=buffer)
+    assert got.data_ptr() == buffer.data_ptr()
+    assert torch.equal(buffer, fresh)
+    with pytest.raises(ValueError, match=r"out must have shape \(5, \d+\), got \(4, \d+\)"):
+        trained._sample(5, g, torch.Generator(), None, out=buffer[:4])

@@ -155,8 +155,9 @@ class FlowGenerator(WeightGenerator):
 
     # ----- sampling -----------------------------------------------------------------------
     def _sample(
-        self, n: int, group: int, rng: torch.Generator, target: Tensor | None, **options: Any
-    ) -> Tensor:
+        self, n: int, group: int, rng: torch.Generator, target: Tensor | None,
+        out: Tensor | None = None, **options: Any,
+    ) -> Tensor:  # fmt: skip
         try:
             sc = replace(self.config.sampling, **options)
         except TypeError:
@@ -173,8 +174,10 @@ class FlowGenerator(WeightGenerator):
         x0_all = torch.randn(n, space.components, generator=rng)  # (n, K)
         guided = sc.guidance != 1.0
         index = info.padded.indices[group]  # (N_g,) the group's coordinates
-        # (n, N_g), written chunk by chunk: no final copy
-        out = torch.empty(n, len(index), dtype=info.normalizer.mean.dtype)
+        if out is None:  # (n, N_g), written chunk by chunk: no final copy
+            out = torch.empty(n, len(index), dtype=info.normalizer.mean.dtype)
+        elif out.shape != (n, len(index)):
+            raise ValueError(f"out must have shape {(n, len(index))}, got {tuple(out.shape)}")
         for a in range(0, n, SAMPLE_CHUNK):
             m = min(SAMPLE_CHUNK, n - a)
             ids = torch.full((m,), task_id, device=dev), torch.full((m,), width_id, device=dev)
