@@ -39,6 +39,8 @@ VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     ),
 }  # fmt: skip
 FIRST_ROUND = "canonical, not distilled"
+# the comparison table's column headings: four columns and the metric names fit 80 columns
+HEADINGS = {"canonical, no augmentation": "no augm.", FIRST_ROUND: "undistilled"}
 # the canonical generators evaluated once more with best-of-k sampling: of BEST_OF draws per
 # prompt, the one with the highest validation accuracy + 0.45 x its disagreement with its nearest
 # training net (generators/selection.py, rule "weighted": it gives up accuracy where that buys
@@ -87,13 +89,19 @@ def _fold_range(key: str) -> Callable[[dict[str, Any]], str]:
 
 
 def summary_table(
-    reports: dict[str, dict[str, Any]], train_seconds: dict[str, float] | None = None
-) -> Table:
-    """Headline metrics of one or more evaluation reports, one column each."""
-    table = Table(title="generated vs real networks (held-out models, test split, no fine-tuning)")
+    reports: dict[str, dict[str, Any]], train_seconds: dict[str, float] | None = None,
+    headings: dict[str, str] | None = None,
+) -> Table:  # fmt: skip
+    """Headline metrics of one or more evaluation reports, one column each; ``headings``: short
+    column names for some reports, spelled out in the caption."""
+    headings = {k: v for k, v in (headings or {}).items() if k in reports}
+    table = Table(
+        title="generated vs real networks (held-out models, test split, no fine-tuning)",
+        caption="; ".join(f"{short}: {name}" for name, short in headings.items()) or None,
+    )
     table.add_column("metric", style="bold")
     for name in reports:
-        table.add_column(name, justify="right")
+        table.add_column(headings.get(name, name), justify="right")
     # one short value per cell, so that the table fits 80 columns with three reports
     rows: list[tuple[str, Callable[[dict[str, Any]], str]]] = [
         ("test acc, generated (free)", _summary("generated_acc_free")),
@@ -235,7 +243,8 @@ def run_demo(
         "plots": [p for r in reports.values() for p in r["plots"]] + [str(tradeoff)],
     }  # fmt: skip
     (out / "demo.json").write_text(json.dumps(result, indent=2) + "\n")
-    console.print(summary_table({k: reports[k] for k in (*VARIANTS, FIRST_ROUND)}, train_seconds))
+    console.print(summary_table({k: reports[k] for k in (*VARIANTS, FIRST_ROUND)}, train_seconds,
+                                HEADINGS))  # fmt: skip
     console.print(summary_table({k: reports[k] for k in ("canonical", best)}))
     console.print(
         per_group_table({"plain": reports["canonical"], f"best of {BEST_OF}": reports[best]})

@@ -9,7 +9,15 @@ import pytest
 from rich.console import Console
 from zoo_fixtures import tiny_spec_dict
 
-from pipelines.demo import BEST_OF, FIRST_ROUND, SELECTED, VARIANTS, run_demo, summary_table
+from pipelines.demo import (
+    BEST_OF,
+    FIRST_ROUND,
+    HEADINGS,
+    SELECTED,
+    VARIANTS,
+    run_demo,
+    summary_table,
+)
 from zoo.spec import ZooSpec
 
 
@@ -58,3 +66,16 @@ def test_summary_table_shows_the_fold_range_only_for_cross_validated_reports() -
     text = console.export_text()
     assert "lowest - highest" not in text and "prompted like held-out" not in text
     assert "90.0%" in text and "real: replicates" not in text
+
+
+def test_the_comparison_table_names_its_short_headings() -> None:
+    """The demo's four-column table heads two columns with short names (so that it fits 80
+    columns) and spells them out in its caption."""
+    console = Console(record=True, width=80)
+    reports = {k: _report([0.9, 1.0]) for k in (*VARIANTS, FIRST_ROUND)}
+    console.print(summary_table(reports, None, HEADINGS))
+    text = console.export_text()
+    header = next(line for line in text.splitlines() if "metric" in line)
+    assert all(short in header for short in HEADINGS.values())
+    assert "no augm.: canonical, no augmentation" in text
+    assert "undistilled: canonical, not distilled" in text
