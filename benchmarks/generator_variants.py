@@ -143,6 +143,7 @@ VARIANTS: dict[str, tuple[dict, dict]] = {
     "distilled, best of 8, weighted 0.35": ({}, {**SELECTED, "disagreement_weight": 0.35}),
     "distilled, best of 8, weighted 0.55": ({}, {**SELECTED, "disagreement_weight": 0.55}),
     "distilled, best of 16, weighted 0.55": ({}, WEIGHTED_16),
+    "distilled, best of 16, weighted 0.6": ({}, {**WEIGHTED_16, "disagreement_weight": 0.6}),
     "distilled, best of 32, weighted 0.6": ({}, WEIGHTED_32),
     # a second round: trained a third time, on the once-distilled generator's best of 32
     "distilled twice": ({"distill.rounds": 2}, {}),

@@ -15,7 +15,9 @@ setting (best of 8, the highest validation accuracy + 0.45 x disagreement with t
 training net, temperature 1, 4 steps; with that mean disagreement on the validation split), the
 same at 8 steps, the most novel of those at least as good as the prompt (rule ``novel``), best
 of 16 and of 32 of that rule at temperature 0.75 and 4 steps, and best of 16 and of 32 of the
-demo's rule (weights 0.55 and 0.6).
+demo's rule (weight 0.6). A third table prices plain, best-of-8 (the demo's), -16 and -32
+sampling at every width of the zoo: the cost grows with the nets' size, and width 32 is
+DeepWeightFlow's own digits MLP (64-32-32-10).
 
     python benchmarks/sampling.py [--quick] [--device cpu|cuda] [--zoo STORE] [--run RUN_DIR]
 """
@@ -146,7 +148,7 @@ def main() -> None:
     thirty_two = {**sixteen, "candidates": 32}  # generator_variants.py's best-of-32 rows
     # weighted with two and four times the demo's candidates: with the distilled preset, the
     # settings of generator_variants.py that reach the held-out reading, or nearly
-    weighted_16 = {**SELECTED, "candidates": 16, "disagreement_weight": 0.55}
+    weighted_16 = {**SELECTED, "candidates": 16, "disagreement_weight": 0.6}
     weighted_32 = {**SELECTED, "candidates": 32, "disagreement_weight": 0.6}
     for opts in ({"candidates": 1}, {"candidates": 4}, {"candidates": 8}, SELECTED, eight_steps,
                  novel, sixteen, thirty_two, weighted_16, weighted_32):  # fmt: skip
@@ -165,12 +167,28 @@ def main() -> None:
                               float((val - pop.conditioning["target"]).abs().mean()),
                           "nearest_train_disagreement_val":
                               None if novelty is None else float(novelty.mean())})  # fmt: skip
+    # the cost grows with the nets' size: every width of the zoo, plain and best of 8 / 16 / 32
+    # (width 32 is DeepWeightFlow's own digits MLP, 64-32-32-10: its 1,000 nets took 3.05 s)
+    per_width = []
+    for w in gen.info.widths:
+        gw = next(i for i, grp in enumerate(ds.groups) if grp.width == w)
+        arch_w, task_w = ds.groups[gw].arch, get_task(ds.groups[gw].task)
+        held_w = float(accuracy(arch_w, task_w, ds.group_weights(gw, False)).mean())
+        for opts in ({}, SELECTED, weighted_16, weighted_32):
+            sec, pop = timed_sample(gen, n, repeats, args.device, width=w, **opts)
+            per_width.append({"width": w, "params_per_net": arch_w.num_params,
+                              "candidates": opts.get("candidates", 1),
+                              "disagreement_weight": opts.get("disagreement_weight"),
+                              "seconds": sec, "nets": n,
+                              "generated_acc": float(accuracy(arch_w, task_w, pop.weights())
+                                                     .mean()),
+                              "heldout_acc": held_w})  # fmt: skip
     result = {"device": args.device, "threads": torch.get_num_threads(), "quick": args.quick,
               "width": width, "params_per_net": grp.arch.num_params,
               "seconds_to_train_one_net": one, "train_one_lr": lr,
               "real_acc": real, "heldout_acc": held, "prompt_best_val_acc": best,
               "generator_train_seconds": train_seconds, "generator_train_cpu_seconds": train_cpu,
-              "rows": rows, "selection": selection}  # fmt: skip
+              "rows": rows, "selection": selection, "per_width": per_width}  # fmt: skip
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")
     print(
@@ -197,6 +215,12 @@ def main() -> None:
               f"{r['steps']:>5} {r['seconds'] * 1000 / n:>14.3f} "
               f"{r['generated_acc']:>6.3f} {r['val_acc_minus_prompt']:>17.3f} "
               f"{r['abs_val_acc_minus_prompt']:>6.3f}")  # fmt: skip
+    print(f"per width: {'width':>5} {'params':>7} {'k':>3} {'s / 1000 nets':>14} {'acc':>6} "
+          f"{'held-out':>8}")  # fmt: skip
+    for r in per_width:
+        print(f"{'':>11}{r['width']:>5} {r['params_per_net']:>7} {r['candidates']:>3} "
+              f"{r['seconds'] * 1000 / n:>14.3f} {r['generated_acc']:>6.3f} "
+              f"{r['heldout_acc']:>8.3f}")  # fmt: skip
     print(f"-> {RESULTS}")
 
 
