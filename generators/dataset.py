@@ -198,18 +198,32 @@ class WeightDataset:
             {s.name: s.filtered for s in sources}, torch.tensor(recipe, dtype=torch.long),
         )  # fmt: skip
 
-    def with_split(self, train_origin: Sequence[tuple[str, int]]) -> WeightDataset:
-        """The same models with the training set given by origin (to restore a saved split)."""
+    def with_split(
+        self, train_origin: Sequence[tuple[str, int]], config: DataConfig | None = None
+    ) -> WeightDataset:
+        """The same models with the training set given by origin (to restore a saved split);
+        ``config``: the data config to record instead of this dataset's (one that reads the
+        same models, e.g. another fold's)."""
         wanted = {(str(a), int(b)) for a, b in train_origin}
         have = set(self.origin)
         if not wanted <= have:
             gone = sorted(wanted - have)[:3]
             raise ValueError(f"the generator's training models {gone} are not in this zoo")
         train = torch.tensor([o in wanted for o in self.origin])
-        return WeightDataset(
-            self.groups, self.padded, self.weights, self.group, self.prop, train, self.origin,
-            self.config, self.filtered, self.recipe,
-        )  # fmt: skip
+        return replace(self, train=train, config=config or self.config)
+
+    def with_fold(self, folds: int, fold: int) -> WeightDataset:
+        """The same models split as fold ``fold`` of ``folds``: what reading the zoo again with
+        ``data.folds`` and ``data.fold`` set gives (the split depends on nothing else), without
+        reading it again."""
+        config = replace(self.config, folds=folds, fold=fold)
+        train = split_models(self.group, config.heldout, config.split_seed, folds, fold)
+        return replace(self, train=train, config=config)
+
+    def reads_like(self, config: DataConfig) -> bool:
+        """Whether ``config`` keeps the same models as this dataset's config: the two differ in
+        the fold at most."""
+        return replace(self.config, fold=0) == replace(config, fold=0)
 
     # ----- views --------------------------------------------------------------------------
     def __len__(self) -> int:

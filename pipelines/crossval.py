@@ -127,10 +127,13 @@ def cross_validate(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     reports, seconds = [], []
+    read: WeightDataset | None = None
     for f in range(folds):
         gen = make()
         gen.config = gen.config.with_overrides({"data.folds": folds, "data.fold": f})
-        ds = WeightDataset.from_zoo(zoo, populations, gen.config.data)
+        if read is None or not read.reads_like(gen.config.data):  # else re-split, not re-read
+            read = WeightDataset.from_zoo(zoo, populations, gen.config.data)
+        ds = read.with_fold(folds, f)
         console.print(f"fold {f + 1}/{folds}: {len(ds.train_index)} training models, "
                       f"{len(ds) - len(ds.train_index)} held out")  # fmt: skip
         seconds.append(train_generator(gen, ds, out / f"fold-{f}", max_steps=max_steps).seconds)
@@ -163,8 +166,9 @@ def evaluate_folds(
     if not dirs:
         raise FileNotFoundError(f"{run_dir} holds no fold-F generators "
                                 "(cross-validate with `zoo train-generator --folds K`)")  # fmt: skip
-    reports = []
+    reports, ds = [], None
     for d in dirs:
         gen = load_generator(d)
-        reports.append(evaluate_generator(gen, dataset_for(gen, zoo), settings, label=label))
+        ds = dataset_for(gen, zoo, ds)  # the zoo is read once, then re-split per fold
+        reports.append(evaluate_generator(gen, ds, settings, label=label))
     return write_report(pool_reports(reports, label), out_dir)

@@ -355,9 +355,17 @@ def write_report(report: dict[str, Any], out_dir: str | Path) -> dict[str, Any]:
     return report
 
 
-def dataset_for(gen: WeightGenerator, zoo: Any) -> WeightDataset:
-    """The generator's own dataset (same populations, config and split) re-read from a zoo."""
+def dataset_for(gen: WeightGenerator, zoo: Any, read: WeightDataset | None = None) -> WeightDataset:
+    """The generator's own dataset (same populations, config and split) re-read from a zoo;
+    or, given ``read``, a dataset of the same populations read with the same data config but
+    the fold (another fold's generator), that one split as this generator was: the folds of one
+    cross-validated run read the zoo once."""
     info = gen.require_info()
     names = list(dict.fromkeys(n for g in info.groups for n in g.sources))
-    ds = WeightDataset.from_zoo(zoo, names, info.data)
-    return ds.with_split(info.train_origin)
+    same = (
+        read is not None
+        and read.reads_like(info.data)
+        and [tuple(g.sources) for g in read.groups] == [tuple(g.sources) for g in info.groups]
+    )
+    ds = read if same else WeightDataset.from_zoo(zoo, names, info.data)
+    return ds.with_split(info.train_origin, info.data)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -9,10 +10,10 @@ import pytest
 import torch
 from zoo_fixtures import built_tiny_zoo, tiny_flow
 
-from generators import DataConfig, FlowConfig, FlowGenerator
+from generators import DataConfig, FlowConfig, FlowGenerator, WeightDataset
 from generators.dataset import split_models
 from pipelines.crossval import cross_validate, pool_tradeoff
-from pipelines.evaluate import EvalSettings
+from pipelines.evaluate import EvalSettings, dataset_for
 
 TINY = tiny_flow(5, hidden=16, **{"model.pca": 0})
 
@@ -96,3 +97,31 @@ def test_cross_validation_pools_every_real_model_once(store: str, tmp_path: Path
     assert [r["temperature"] for r in report["tradeoff"]] == [0.5, 1.0]
     with pytest.raises(ValueError, match="needs folds >= 2"):
         cross_validate(lambda: FlowGenerator(cfg), store, 1, tmp_path)
+
+
+def _same_dataset(a: WeightDataset, b: WeightDataset) -> None:
+    assert torch.equal(a.train, b.train) and a.config == b.config and a.origin == b.origin
+    assert torch.equal(a.weights, b.weights) and torch.allclose(
+        a.prop, b.prop, rtol=0, atol=0, equal_nan=True
+    )
+    assert torch.equal(a.normalizer.mean, b.normalizer.mean)
+    assert torch.equal(a.normalizer.std, b.normalizer.std)
+    assert (a.prop_mean, a.prop_std) == (b.prop_mean, b.prop_std)
+
+
+def test_a_fold_re_split_equals_the_zoo_read_again(store: str) -> None:
+    """with_fold and dataset_for(read=...) give what reading the zoo with that fold gives, so
+    the folds of one run read it once; a config that keeps other models is read again."""
+    base = DataConfig(canonical=False, folds=3)
+    first = WeightDataset.from_zoo(store, None, base)
+    for f in range(3):
+        again = WeightDataset.from_zoo(store, None, replace(base, fold=f))
+        _same_dataset(first.with_fold(3, f), again)
+        gen = FlowGenerator(FlowConfig(data=replace(base, fold=f)).with_overrides(TINY))
+        gen.prepare(again)
+        _same_dataset(dataset_for(gen, store, first), dataset_for(gen, store))
+    assert first.reads_like(replace(base, fold=2))
+    assert not first.reads_like(replace(base, fold=2, heldout=0.3))
+    other = FlowGenerator(FlowConfig(data=replace(base, min_val_acc=0.86)).with_overrides(TINY))
+    other.prepare(WeightDataset.from_zoo(store, None, other.config.data))
+    assert len(dataset_for(other, store, first)) < len(first)  # read again, with its filter
