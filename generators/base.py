@@ -22,6 +22,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
+from generators.affine_code import AffineCode
 from generators.config import GeneratorConfig
 from generators.dataset import WeightDataset
 from generators.distillation import Distilled, distill_nets
@@ -87,9 +88,17 @@ class WeightGenerator(ABC):
 
     @abstractmethod
     def _sample(self, n: int, group: int, rng: torch.Generator, target: Tensor | None,
-                out: Tensor | None = None, **options: Any) -> Tensor:  # fmt: skip
+                out: Tensor | None = None, codes: Tensor | None = None,
+                **options: Any) -> Tensor:  # fmt: skip
         """(n, N_group) weights of ``group``'s layout; ``target``: (n,) property values or None;
-        ``out``: an (n, N_group) tensor to write them into (best-of-k reuses one per round)."""
+        ``out``: an (n, N_group) tensor to write them into (best-of-k reuses one per round);
+        ``codes``: an (n, K) tensor to write their codes into, where :meth:`_affine_code` gives
+        one for these options."""
+
+    def _affine_code(self, group: int, **options: Any) -> AffineCode | None:
+        """How ``_sample(..., **options)`` decodes ``group``'s draws, if as an affine function
+        of a short code (:class:`AffineCode`); None, the default: not so."""
+        return None
 
     # ----- shared -------------------------------------------------------------------------
     @property
@@ -248,8 +257,10 @@ class WeightGenerator(ABC):
             candidates, info.data.property if props is not None else "", select,
             DISAGREEMENT_WEIGHT if disagreement_weight is None else disagreement_weight,
         )  # fmt: skip
-        reference = (TrainingNets.of(group.arch, group.task, info.training_nets(g))
-                     if select in NOVELTY_RULES else None)  # fmt: skip
+        code = reference = None
+        if select in NOVELTY_RULES:  # the nearest-net search runs on the codes, if any
+            code = self._affine_code(g, **options)
+            reference = TrainingNets.of(group.arch, group.task, info.training_nets(g), code)
         measured, novelty = [], []
         per_round = max(1, SELECT_CANDIDATES // candidates)  # prompts whose candidates fit a round
         size = info.padded.indices[g].numel()
@@ -257,13 +268,15 @@ class WeightGenerator(ABC):
         # place: no (n, N_g) concatenation at the end, which would hold the kept nets twice
         dtype = info.normalizer.mean.dtype
         buffer = torch.empty(min(n, per_round) * candidates, size, dtype=dtype)
+        codes = None if code is None else torch.empty(len(buffer), code.dim)  # (.., K)
         kept = torch.empty(n, size, dtype=dtype)  # (n, N_g)
         for a in range(0, n, per_round):
             p = props[a : a + per_round]
             m = len(p) * candidates
+            c = None if codes is None else codes[:m]
             drawn = self._sample(m, g, rng, p.repeat_interleave(candidates), out=buffer[:m],
-                                 **options)  # fmt: skip
-            chosen = selection.select(drawn, p, group.arch, group.task, reference)
+                                 codes=c, **options)  # fmt: skip
+            chosen = selection.select(drawn, p, group.arch, group.task, reference, c)
             kept[a : a + len(p)] = chosen.weights
             measured.append(chosen.measured)
             if chosen.novelty is not None:

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from generators.affine_code import AffineCode
 from generators.dataset import is_measurable, measure_property
 from zoo.architectures import Architecture
 from zoo.tasks import get_task
@@ -142,10 +143,12 @@ class PromptSelection:
 
     def select(
         self, candidates: Tensor, prompts: Tensor, arch: Architecture, task: str,
-        reference: TrainingNets | None = None,
+        reference: TrainingNets | None = None, codes: Tensor | None = None,
     ) -> Selected:  # fmt: skip
         """candidates: (n * k, N), the k candidates of prompt i in rows i*k .. i*k + k - 1;
-        reference: the group's training nets, needed by ``NOVELTY_RULES``."""
+        reference: the group's training nets, needed by ``NOVELTY_RULES``; codes: (n * k, K)
+        the candidates' codes, where they are an affine function of them (the nearest-net
+        search then runs on the codes, see :class:`TrainingNets`)."""
         n, k = len(prompts), self.candidates
         if len(candidates) != n * k:
             raise ValueError(
@@ -156,7 +159,7 @@ class PromptSelection:
             if reference is None:
                 raise ValueError(f"rule {self.rule!r} needs the training nets to compare with")
             labels = val_predictions(arch, task, candidates)  # (n * k, V)
-            novelty = reference.disagreement(candidates, labels).view(n, k)
+            novelty = reference.disagreement(candidates, labels, codes).view(n, k)
         if novelty is not None and self.property == "val_acc":  # the same forward pass
             measured = labels.eq(get_task(task).split("val")[1]).float().mean(dim=1).view(n, k)
         else:
@@ -185,21 +188,35 @@ def val_predictions(arch: Architecture, task: str, w: Tensor) -> Tensor:
 @dataclass(frozen=True)
 class TrainingNets:
     """weights: (R, N) a group's training nets; labels: (R, V) their validation predictions,
-    computed once per ``sample`` call rather than once per round of candidates."""
+    computed once per ``sample`` call rather than once per round of candidates; code: the
+    :meth:`AffineCode.dots` of the weights, for candidates decoded from codes."""
 
     weights: Tensor
     labels: Tensor
+    code: tuple[Tensor, Tensor] | None = None
 
     @classmethod
-    def of(cls, arch: Architecture, task: str, weights: Tensor) -> TrainingNets:
-        return cls(weights, val_predictions(arch, task, weights))
+    def of(
+        cls, arch: Architecture, task: str, weights: Tensor, code: AffineCode | None = None
+    ) -> TrainingNets:
+        return cls(weights, val_predictions(arch, task, weights),
+                   None if code is None else code.dots(weights))  # fmt: skip
 
-    def disagreement(self, w: Tensor, labels: Tensor) -> Tensor:
+    def disagreement(self, w: Tensor, labels: Tensor, codes: Tensor | None = None) -> Tensor:
         """(M,) share of the validation split on which each net of w (M, N), predicting labels
-        (M, V), predicts another class than its nearest (L2) training net."""
+        (M, V), predicts another class than its nearest (L2) training net. codes: (M, K) the
+        codes w was decoded from (``code`` given): the same search without reading w (1,000
+        width-128 nets, best of 16: 3.35 s against 3.83 s, medians of 5 runs)."""
+        if codes is None:
+            dots = w @ self.weights.T  # (M, R)
+        elif self.code is None:
+            raise ValueError("codes given, but these training nets were set up without a code")
+        else:
+            offset_dots, basis_dots = self.code
+            dots = torch.addmm(offset_dots, codes, basis_dots)  # (M, R): w @ weights.T
         # |w - r|^2 - |w|^2 = |r|^2 - 2 w.r: the same argmin as the distance, in one matmul
         # (twice as fast as cdist against a dozen training nets)
-        shifted = self.weights.pow(2).sum(dim=1)[None, :] - 2 * w @ self.weights.T  # (M, R)
+        shifted = self.weights.pow(2).sum(dim=1)[None, :] - 2 * dots  # (M, R)
         return prediction_disagreement(labels, self.labels[shifted.argmin(dim=1)])
 
 

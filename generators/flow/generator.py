@@ -18,12 +18,13 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from generators.affine_code import AffineCode
 from generators.augmentation import Interpolated, interpolate_models
 from generators.base import WeightGenerator
 from generators.conditioning import Conditioner
 from generators.dataset import WeightDataset
 from generators.distillation import Distilled
-from generators.flow.config import FlowConfig, FlowModelConfig
+from generators.flow.config import FlowConfig, FlowModelConfig, FlowSamplingConfig
 from generators.flow.matching import flow_matching_loss
 from generators.flow.ode import Velocity, integrate
 from generators.flow.projection import FullSpace, GroupPCA
@@ -48,17 +49,15 @@ class FlowNetwork(nn.Module):
         self.velocity = VelocityNet(dim, cfg.hidden, cfg.cond_dim, cfg.dropout)
 
 
-def decode_weights(
-    space: GroupPCA, normalizer: Normalizer, g: int, index: Tensor, coef: Tensor,
-    out: Tensor | None = None,
-) -> Tensor:  # fmt: skip
-    """(m, K) flow coefficients of group g -> (m, N_g) weights in the group's own layout
-    (``index``: its coordinates in the padded vector). The PCA decode and the de-standardization
-    are one (K, N_g) matrix and one bias: a single addmm, without (m, D) padded temporaries
-    (a third of the time of best-of-8 sampling went to those). ``out``: an (m, N_g) tensor to
-    write into (the caller's rows of its result: no copy afterwards)."""
-    basis = space.basis[g][:, index] * normalizer.std[g, index]  # (K, N_g)
-    return torch.addmm(normalizer.mean[g, index], coef * space.scale[g], basis, out=out)
+def pca_code(space: GroupPCA, normalizer: Normalizer, g: int, index: Tensor) -> AffineCode:
+    """Group g's decode from codes (flow coefficients x the group's ``space.scale``) to weights
+    in its own layout (``index``: its coordinates in the padded vector), as one affine map: the
+    PCA decode and the de-standardization fused into one (K, N_g) matrix and one offset, a single
+    addmm without (m, D) padded temporaries (a third of the time of best-of-8 sampling went to
+    those)."""
+    return AffineCode(
+        normalizer.mean[g, index], space.basis[g][:, index] * normalizer.std[g, index]
+    )
 
 
 class FlowGenerator(WeightGenerator):
@@ -154,15 +153,33 @@ class FlowGenerator(WeightGenerator):
         )  # fmt: skip
 
     # ----- sampling -----------------------------------------------------------------------
-    def _sample(
-        self, n: int, group: int, rng: torch.Generator, target: Tensor | None,
-        out: Tensor | None = None, **options: Any,
-    ) -> Tensor:  # fmt: skip
+    def _sampling(self, options: dict[str, Any]) -> FlowSamplingConfig:
+        """The preset's sampling settings with ``options`` applied, or a ValueError naming them."""
         try:
-            sc = replace(self.config.sampling, **options)
+            return replace(self.config.sampling, **options)
         except TypeError:
             known = "steps, solver, guidance, temperature, novelty"
             raise ValueError(f"unknown sampling option(s) {sorted(options)} ({known})") from None
+
+    def _affine_code(self, group: int, **options: Any) -> AffineCode | None:
+        """Draws on per-group principal components, without novelty noise, are decoded by one
+        affine map of their codes (:func:`pca_code`); others (the full space) are not."""
+        if not isinstance(self.space, GroupPCA) or self._sampling(options).novelty != 0:
+            return None
+        info = self.require_info()
+        return pca_code(self.space, info.normalizer, group, info.padded.indices[group])
+
+    def _sample(
+        self, n: int, group: int, rng: torch.Generator, target: Tensor | None,
+        out: Tensor | None = None, codes: Tensor | None = None, **options: Any,
+    ) -> Tensor:  # fmt: skip
+        sc = self._sampling(options)
+        code = self._affine_code(group, **options)
+        if codes is not None and (code is None or codes.shape != (n, code.dim)):
+            raise ValueError(
+                f"codes must be an ({n}, K) tensor, and only where the draws have a code "
+                f"(PCA, no novelty noise); got {tuple(codes.shape)}"
+            )
         info = self.require_info()
         grp = info.groups[group]
         net, space = self.network, self.space
@@ -199,8 +216,11 @@ class FlowGenerator(WeightGenerator):
 
             x1 = integrate(field, x0, sc.steps, sc.solver).cpu()
             rows = out[a : a + m]  # (m, N_g)
-            if isinstance(space, GroupPCA) and sc.novelty == 0:
-                decode_weights(space, info.normalizer, group, index, x1, out=rows)
+            if code is not None:
+                c = x1 * space.scale[group]  # (m, K)
+                code.decode(c, out=rows)
+                if codes is not None:
+                    codes[a : a + m] = c
                 continue
             z = space.decode(x1, group)  # (m, D)
             if sc.novelty > 0:
