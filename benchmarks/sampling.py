@@ -17,7 +17,9 @@ same at 8 steps, the most novel of those at least as good as the prompt (rule ``
 of 16 and of 32 of that rule at temperature 0.75 and 4 steps, and best of 16 and of 32 of the
 demo's rule (weight 0.6). A third table prices plain, best-of-8 (the demo's), -16 and -32
 sampling at every width of the zoo: the cost grows with the nets' size, and width 32 is
-DeepWeightFlow's own digits MLP (64-32-32-10).
+DeepWeightFlow's own digits MLP (64-32-32-10). Last, best of 8 and 16 at the widest width with
+the nearest-training-net search on the draws' codes (the default) and on their weights, run by
+run in turn.
 
     python benchmarks/sampling.py [--quick] [--device cpu|cuda] [--zoo STORE] [--run RUN_DIR]
 """
@@ -183,12 +185,32 @@ def main() -> None:
                               "generated_acc": float(accuracy(arch_w, task_w, pop.weights())
                                                      .mean()),
                               "heldout_acc": held_w})  # fmt: skip
+    # the nearest-training-net search of best-of-k on the draws' codes (the default) against the
+    # same search on their weights (the generator's affine code hidden), interleaved run by run:
+    # the same draws, so the ratio is the search's share
+    search = []
+    for opts in (SELECTED, weighted_16):
+        times: dict[str, list[float]] = {"codes": [], "weights": []}
+        for _ in range(repeats):
+            for how in times:
+                hidden = how == "weights"
+                if hidden:  # an instance attribute: this generator only, undone below
+                    gen._affine_code = lambda *a, **k: None  # type: ignore[method-assign]
+                sec, _ = timed_sample(gen, n, 1, args.device, width=width, **opts)
+                if hidden:
+                    del gen._affine_code
+                times[how].append(sec)
+        search.append({"candidates": opts["candidates"], "width": width, "nets": n,
+                       "seconds_codes": min(times["codes"]),
+                       "seconds_weights": min(times["weights"]),
+                       "ratio": min(times["codes"]) / min(times["weights"])})  # fmt: skip
     result = {"device": args.device, "threads": torch.get_num_threads(), "quick": args.quick,
               "width": width, "params_per_net": grp.arch.num_params,
               "seconds_to_train_one_net": one, "train_one_lr": lr,
               "real_acc": real, "heldout_acc": held, "prompt_best_val_acc": best,
               "generator_train_seconds": train_seconds, "generator_train_cpu_seconds": train_cpu,
-              "rows": rows, "selection": selection, "per_width": per_width}  # fmt: skip
+              "rows": rows, "selection": selection, "per_width": per_width,
+              "nearest_search": search}  # fmt: skip
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=2) + "\n")
     print(
@@ -221,6 +243,10 @@ def main() -> None:
         print(f"{'':>11}{r['width']:>5} {r['params_per_net']:>7} {r['candidates']:>3} "
               f"{r['seconds'] * 1000 / n:>14.3f} {r['generated_acc']:>6.3f} "
               f"{r['heldout_acc']:>8.3f}")  # fmt: skip
+    for r in search:
+        print(f"best of {r['candidates']}, width {r['width']}: nearest-net search on codes "
+              f"{r['seconds_codes'] * 1000 / n:.3f} s / 1000 nets, on weights "
+              f"{r['seconds_weights'] * 1000 / n:.3f} s: {r['ratio']:.2f}x")  # fmt: skip
     print(f"-> {RESULTS}")
 
 

@@ -162,9 +162,12 @@ class FlowGenerator(WeightGenerator):
             raise ValueError(f"unknown sampling option(s) {sorted(options)} ({known})") from None
 
     def _affine_code(self, group: int, **options: Any) -> AffineCode | None:
+        return self._code(group, self._sampling(options))
+
+    def _code(self, group: int, sc: FlowSamplingConfig) -> AffineCode | None:
         """Draws on per-group principal components, without novelty noise, are decoded by one
         affine map of their codes (:func:`pca_code`); others (the full space) are not."""
-        if not isinstance(self.space, GroupPCA) or self._sampling(options).novelty != 0:
+        if not isinstance(self.space, GroupPCA) or sc.novelty != 0:
             return None
         info = self.require_info()
         return pca_code(self.space, info.normalizer, group, info.padded.indices[group])
@@ -174,7 +177,7 @@ class FlowGenerator(WeightGenerator):
         out: Tensor | None = None, codes: Tensor | None = None, **options: Any,
     ) -> Tensor:  # fmt: skip
         sc = self._sampling(options)
-        code = self._affine_code(group, **options)
+        code = self._code(group, sc)
         if codes is not None and (code is None or codes.shape != (n, code.dim)):
             raise ValueError(
                 f"codes must be an ({n}, K) tensor, and only where the draws have a code "
