@@ -23,6 +23,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from generators.affine_code import AffineCode
+from generators.coded_forward import CodedForward
 from generators.config import GeneratorConfig
 from generators.dataset import WeightDataset
 from generators.distillation import Distilled, distill_nets
@@ -36,6 +37,7 @@ from generators.selection import (
     check_rule,
 )
 from zoo.population import Population
+from zoo.tasks import get_task
 
 CONFIG_FILE = "generator.json"
 WEIGHTS_FILE = "generator.safetensors"
@@ -94,6 +96,13 @@ class WeightGenerator(ABC):
         ``out``: an (n, N_group) tensor to write them into (best-of-k reuses one per round);
         ``codes``: an (n, K) tensor to write their codes into, where :meth:`_affine_code` gives
         one for these options."""
+
+    def _sample_codes(
+        self, n: int, group: int, rng: torch.Generator, target: Tensor | None, **options: Any
+    ) -> Tensor:
+        """(n, K) the codes of the draws ``_sample`` makes with the same rng, not decoded: for
+        the options where :meth:`_affine_code` gives a code (a ValueError elsewhere)."""
+        raise ValueError(f"{type(self).__name__} draws no codes")
 
     def _affine_code(self, group: int, **options: Any) -> AffineCode | None:
         """How ``_sample(..., **options)`` decodes ``group``'s draws, if as an affine function
@@ -257,26 +266,36 @@ class WeightGenerator(ABC):
             candidates, info.data.property if props is not None else "", select,
             DISAGREEMENT_WEIGHT if disagreement_weight is None else disagreement_weight,
         )  # fmt: skip
-        code = reference = None
-        if select in NOVELTY_RULES:  # the nearest-net search runs on the codes, if any
-            code = self._affine_code(g, **options)
-            reference = TrainingNets.of(group.arch, group.task, info.training_nets(g), code)
-        measured, novelty = [], []
         per_round = max(1, SELECT_CANDIDATES // candidates)  # prompts whose candidates fit a round
+        code = self._affine_code(g, **options)  # the draws' code, if they have one
+        reference = None
+        if select in NOVELTY_RULES:  # the nearest-net search runs on the codes, if any
+            reference = TrainingNets.of(group.arch, group.task, info.training_nets(g), code)
+        forward = None  # the candidates' validation outputs from their codes, if it can
+        if code is not None and group.arch.input_layer and selection.property.startswith("val_"):
+            x_val = get_task(group.task).split("val")[0]
+            forward = CodedForward(group.arch, code, x_val, min(n, per_round) * candidates)
+        measured, novelty = [], []
         size = info.padded.indices[g].numel()
         # one (a round's candidates, N_g) buffer for every round, and the kept nets written in
         # place: no (n, N_g) concatenation at the end, which would hold the kept nets twice
         dtype = info.normalizer.mean.dtype
-        buffer = torch.empty(min(n, per_round) * candidates, size, dtype=dtype)
-        codes = None if code is None else torch.empty(len(buffer), code.dim)  # (.., K)
+        buffer = codes = None
+        if forward is None:
+            buffer = torch.empty(min(n, per_round) * candidates, size, dtype=dtype)
+            codes = None if code is None else torch.empty(len(buffer), code.dim)  # (.., K)
         kept = torch.empty(n, size, dtype=dtype)  # (n, N_g)
         for a in range(0, n, per_round):
             p = props[a : a + per_round]
             m = len(p) * candidates
-            c = None if codes is None else codes[:m]
-            drawn = self._sample(m, g, rng, p.repeat_interleave(candidates), out=buffer[:m],
-                                 codes=c, **options)  # fmt: skip
-            chosen = selection.select(drawn, p, group.arch, group.task, reference, c)
+            prompts = p.repeat_interleave(candidates)  # (m,)
+            if forward is not None:  # only the kept candidates are decoded
+                c = self._sample_codes(m, g, rng, prompts, **options)  # (m, K)
+                chosen = selection.select_coded(c, p, forward, group.task, reference)
+            else:
+                c = None if codes is None else codes[:m]
+                drawn = self._sample(m, g, rng, prompts, out=buffer[:m], codes=c, **options)
+                chosen = selection.select(drawn, p, group.arch, group.task, reference, c)
             kept[a : a + len(p)] = chosen.weights
             measured.append(chosen.measured)
             if chosen.novelty is not None:

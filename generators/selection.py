@@ -29,16 +29,18 @@ of the held-out accuracy at 37.7% disagreement (weight 0.45), against 99.1% / 32
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from generators.affine_code import AffineCode
+from generators.coded_forward import CodedForward
 from generators.dataset import is_measurable, measure_property
 from zoo.architectures import Architecture
 from zoo.tasks import get_task
-from zoo.training import prediction_disagreement, split_predictions
+from zoo.training import prediction_disagreement, split_predictions, split_scores
 
 # candidates drawn and measured per round (prompts per round: this // k): small rounds keep the
 # temporaries below glibc's mmap threshold (1,000 nets of width 128, best of 8: 5.1 s in rounds
@@ -149,40 +151,85 @@ class PromptSelection:
         reference: the group's training nets, needed by ``NOVELTY_RULES``; codes: (n * k, K)
         the candidates' codes, where they are an affine function of them (the nearest-net
         search then runs on the codes, see :class:`TrainingNets`)."""
-        n, k = len(prompts), self.candidates
-        if len(candidates) != n * k:
-            raise ValueError(
-                f"expected {n * k} candidates ({n} prompts x {k}), got {len(candidates)}"
-            )
+        n, k = self._shape(len(candidates), prompts)
         novelty = None
         if self.rule in NOVELTY_RULES:
-            if reference is None:
-                raise ValueError(f"rule {self.rule!r} needs the training nets to compare with")
+            nets = self._reference(reference)
             labels = val_predictions(arch, task, candidates)  # (n * k, V)
-            novelty = reference.disagreement(candidates, labels, codes).view(n, k)
+            novelty = nets.disagreement(candidates, labels, codes).view(n, k)
         if novelty is not None and self.property == "val_acc":  # the same forward pass
             measured = labels.eq(get_task(task).split("val")[1]).float().mean(dim=1).view(n, k)
         else:
             measured = measure_property(self.property, arch, task, candidates).view(n, k)
+        return self._keep(measured, prompts, novelty, lambda r, i: candidates.view(n, k, -1)[r, i])
+
+    def select_coded(
+        self, codes: Tensor, prompts: Tensor, forward: CodedForward, task: str,
+        reference: TrainingNets | None = None,
+    ) -> Selected:  # fmt: skip
+        """:meth:`select` for candidates given as codes (n * k, K) of ``forward.code``, with
+        ``forward`` built on the validation split (a ``val_*`` property): their outputs come
+        from the codes (:class:`CodedForward`), and only the kept ones are decoded."""
+        if not self.property.startswith("val_"):
+            raise ValueError(f"coded candidates measure the validation split, not {self.property}")
+        n, k = self._shape(len(codes), prompts)
+        data = get_task(task)
+        novel = self.rule in NOVELTY_RULES
+        if novel:
+            nets = self._reference(reference)
+            check_classes(task)
+        scores = split_scores(data, data.split("val")[1], forward.outputs(codes), predicted=novel)
+        measured = (scores.acc if self.property == "val_acc" else scores.loss).view(n, k)
+        novelty = None
+        if novel:
+            novelty = nets.disagreement(None, scores.predicted, codes).view(n, k)
+        return self._keep(
+            measured, prompts, novelty, lambda r, i: forward.code.decode(codes.view(n, k, -1)[r, i])
+        )
+
+    def _keep(
+        self, measured: Tensor, prompts: Tensor, novelty: Tensor | None,
+        nets: Callable[[Tensor, Tensor], Tensor],
+    ) -> Selected:  # fmt: skip
+        """The :meth:`choose` n candidates of measured (n, k); ``nets(rows, index)``: the kept
+        nets' weights (n, N)."""
         index = self.choose(measured, prompts, novelty)
-        rows = torch.arange(n)
+        rows = torch.arange(len(prompts))
         return Selected(
-            candidates.view(n, k, -1)[rows, index], measured[rows, index], index,
+            nets(rows, index), measured[rows, index], index,
             None if novelty is None else novelty[rows, index],
         )  # fmt: skip
+
+    def _shape(self, count: int, prompts: Tensor) -> tuple[int, int]:
+        """(n prompts, k candidates each), or a ValueError if ``count`` candidates are not n x k."""
+        n, k = len(prompts), self.candidates
+        if count != n * k:
+            raise ValueError(f"expected {n * k} candidates ({n} prompts x {k}), got {count}")
+        return n, k
+
+    def _reference(self, reference: TrainingNets | None) -> TrainingNets:
+        """The training nets to compare with, or a ValueError where there are none."""
+        if reference is None:
+            raise ValueError(f"rule {self.rule!r} needs the training nets to compare with")
+        return reference
+
+
+def check_classes(task: str) -> None:
+    """A ValueError unless ``task`` has classes to compare (the novelty rules need them)."""
+    kind = get_task(task).kind
+    if kind != "classification":
+        raise ValueError(
+            f"rules {' and '.join(NOVELTY_RULES)} compare predicted classes: "
+            f"task {task!r} is a {kind} task"
+        )
 
 
 @torch.no_grad()
 def val_predictions(arch: Architecture, task: str, w: Tensor) -> Tensor:
     """(M, V) class predicted by each net of w (M, N) for each point of the validation split;
     a ValueError for a task without classes."""
-    data = get_task(task)
-    if data.kind != "classification":
-        raise ValueError(
-            f"rules {' and '.join(NOVELTY_RULES)} compare predicted classes: "
-            f"task {task!r} is a {data.kind} task"
-        )
-    return split_predictions(arch, data, w, "val")
+    check_classes(task)
+    return split_predictions(arch, get_task(task), w, "val")
 
 
 @dataclass(frozen=True)
@@ -202,12 +249,14 @@ class TrainingNets:
         return cls(weights, val_predictions(arch, task, weights),
                    None if code is None else code.dots(weights))  # fmt: skip
 
-    def disagreement(self, w: Tensor, labels: Tensor, codes: Tensor | None = None) -> Tensor:
+    def disagreement(self, w: Tensor | None, labels: Tensor, codes: Tensor | None = None) -> Tensor:
         """(M,) share of the validation split on which each net of w (M, N), predicting labels
         (M, V), predicts another class than its nearest (L2) training net. codes: (M, K) the
-        codes w was decoded from (``code`` given): the same search without reading w (1,000
-        width-128 nets, best of 16: 3.35 s against 3.83 s, medians of 5 runs)."""
+        codes w was decoded from (``code`` given): the same search without reading w, which may
+        then be None (1,000 width-128 nets, best of 16: 3.35 s against 3.83 s, medians of 5)."""
         if codes is None:
+            if w is None:
+                raise ValueError("the nearest-net search needs the nets' weights or their codes")
             dots = w @ self.weights.T  # (M, R)
         elif self.code is None:
             raise ValueError("codes given, but these training nets were set up without a code")

@@ -102,6 +102,12 @@ def test_nearest_disagreement_against_a_loop(m: int, r: int) -> None:
     assert float(nearest_disagreement(arch, "moons", ref, ref).max()) == 0.0  # itself: no novelty
 
 
+def same_nets(kept: Tensor, drawn: Tensor) -> None:
+    """Kept candidates are decoded from their codes on their own (the others never are): the
+    rows of the decoded round up to float rounding, a million times closer than two draws."""
+    torch.testing.assert_close(kept, drawn, rtol=0, atol=1e-6)
+
+
 def reference(gen: FlowGenerator, n: int, k: int, width: int, seed: int, target: float | None,
               chunk: int) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
     """Best-of-k re-implemented from the generator's own draws: (weights (n, N), measured (n,))."""
@@ -130,7 +136,7 @@ def test_sample_keeps_the_candidate_closest_to_its_prompt(
     monkeypatch.setattr(generators.base, "SELECT_CANDIDATES", 12)  # 7 prompts: rounds of 3, 3, 1
     pop = trained.sample(7, width=5, seed=4, target=target, candidates=4)
     w, measured = reference(trained, 7, 4, 5, 4, target, chunk=3)
-    assert torch.equal(pop.weights(), w)
+    same_nets(pop.weights(), w)
     assert torch.equal(pop.conditioning["measured_val_acc"], measured)
     assert torch.equal(pop.conditioning["measured_val_acc"], pop.evaluate(split="val"))
     trained.save(tmp_path / "run")  # reproducible from the saved generator
@@ -186,7 +192,7 @@ def test_novel_sampling_keeps_the_most_novel_of_the_good_enough(
         ok = [j for j in range(k) if acc[i, j] >= props[i]]
         j = (max(ok, key=lambda j: (float(nov[i, j]), -j)) if ok
              else max(range(k), key=lambda j: (float(acc[i, j]), -j)))  # fmt: skip
-        assert torch.equal(pop.weights()[i], drawn[i * k + j])
+        same_nets(pop.weights()[i], drawn[i * k + j])
         assert float(pop.conditioning["nearest_train_disagreement"][i]) == float(nov[i, j])
     assert torch.equal(pop.conditioning["measured_val_acc"], pop.evaluate(split="val"))
     # the training nets travel with the generator, bit for bit
@@ -210,7 +216,7 @@ def test_weighted_sampling_keeps_the_highest_accuracy_plus_weighted_novelty(
     _, _, drawn, acc, nov = redrawn(trained, n, k, width, seed)
     for i in range(n):
         j = max(range(k), key=lambda j: (float(acc[i, j]) + weight * float(nov[i, j]), -j))
-        assert torch.equal(pop.weights()[i], drawn[i * k + j])
+        same_nets(pop.weights()[i], drawn[i * k + j])
         assert float(pop.conditioning["nearest_train_disagreement"][i]) == float(nov[i, j])
     assert torch.equal(pop.conditioning["measured_val_acc"], pop.evaluate(split="val"))
 

@@ -9,7 +9,7 @@ seed_p + BATCH_SEED_OFFSET))`` per epoch, consumed in order, the last batch poss
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -103,10 +103,54 @@ def split_predictions(arch: Architecture, task: TaskData, weights: Tensor, split
     """(P, B) class predicted by each of P models for each point of a split, chunked over the
     points as :func:`evaluate` chunks them."""
     x, _ = task.split(split)
+    return torch.cat([predicted_class(out) for out in split_outputs(arch, weights, x)], 1).cpu()
+
+
+@dataclass(frozen=True)
+class SplitScores:
+    """Each of P models on a split: loss (P,); acc (P,), NaN for regression; predicted (P, B)
+    classes, None for regression or where not asked for."""
+
+    loss: Tensor
+    acc: Tensor
+    predicted: Tensor | None
+
+
+@torch.no_grad()
+def split_scores(
+    task: TaskData, y: Tensor, outputs: Iterable[Tensor], predicted: bool = False
+) -> SplitScores:
+    """Scores of P models from their outputs on a split's points, (P, b, K) per chunk of the
+    points in order (y: the split's targets, (B, ...)); whoever computes the outputs (a forward
+    from flat weights, or from codes) shares this accumulation."""
+    total_loss = correct = None
+    classes, a = [], 0
+    for out in outputs:
+        yb = y[a : a + out.shape[1]].to(out.device)
+        a += len(yb)
+        loss = task_loss(task, out, yb) * len(yb)  # (P,)
+        total_loss = loss if total_loss is None else total_loss + loss
+        if task.kind == "classification":
+            label = predicted_class(out)  # (P, b)
+            hits = (label == yb).float().sum(1)
+            correct = hits if correct is None else correct + hits
+            if predicted:
+                classes.append(label.cpu())
+    if total_loss is None or a != len(y):
+        raise ValueError(f"outputs cover {a} of the split's {len(y)} points")
+    acc = correct / a if correct is not None else torch.full_like(total_loss, float("nan"))
+    return SplitScores(
+        (total_loss / a).cpu(), acc.cpu(), torch.cat(classes, 1) if classes else None
+    )
+
+
+def split_outputs(arch: Architecture, weights: Tensor, x: Tensor) -> Iterator[Tensor]:
+    """(P, b, K) outputs of the P models of weights (P, N) per chunk of the points x (B, ...),
+    in chunks of :func:`eval_batch`."""
     x = x.to(weights.device)
     batch = eval_batch(arch, len(weights))
-    return torch.cat([predicted_class(arch.forward(weights, x[a : a + batch]))
-                      for a in range(0, len(x), batch)], dim=1).cpu()  # fmt: skip
+    for a in range(0, len(x), batch):
+        yield arch.forward(weights, x[a : a + batch])
 
 
 @torch.no_grad()
@@ -115,22 +159,8 @@ def evaluate(
 ) -> tuple[Tensor, Tensor]:
     """Loss and accuracy (NaN for regression) of each of P models on a whole split -> (P,), (P,)."""
     x, y = task.split(split)
-    x, y = x.to(weights.device), y.to(weights.device)
-    total_loss = torch.zeros(len(weights), device=weights.device)
-    correct = torch.zeros(len(weights), device=weights.device)
-    batch = eval_batch(arch, len(weights))
-    for a in range(0, len(x), batch):
-        xb, yb = x[a : a + batch], y[a : a + batch]
-        out = arch.forward(weights, xb)  # (P, B, K)
-        total_loss += task_loss(task, out, yb) * len(xb)
-        if task.kind == "classification":
-            correct += (predicted_class(out) == yb).float().sum(1)
-    acc = (
-        correct / len(x)
-        if task.kind == "classification"
-        else torch.full_like(correct, float("nan"))
-    )
-    return (total_loss / len(x)).cpu(), acc.cpu()
+    scores = split_scores(task, y, split_outputs(arch, weights, x))
+    return scores.loss, scores.acc
 
 
 def train_population(

@@ -12,6 +12,7 @@ group it is generating, so one network serves every (task, width) of the zoo.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
 
@@ -172,17 +173,12 @@ class FlowGenerator(WeightGenerator):
         info = self.require_info()
         return pca_code(self.space, info.normalizer, group, info.padded.indices[group])
 
-    def _sample(
+    def _draw(
         self, n: int, group: int, rng: torch.Generator, target: Tensor | None,
-        out: Tensor | None = None, codes: Tensor | None = None, **options: Any,
-    ) -> Tensor:  # fmt: skip
-        sc = self._sampling(options)
-        code = self._code(group, sc)
-        if codes is not None and (code is None or codes.shape != (n, code.dim)):
-            raise ValueError(
-                f"codes must be an ({n}, K) tensor, and only where the draws have a code "
-                f"(PCA, no novelty noise); got {tuple(codes.shape)}"
-            )
+        sc: FlowSamplingConfig,
+    ) -> Iterator[tuple[int, Tensor]]:  # fmt: skip
+        """(first row, x1 (m, K) on CPU) per chunk of ``SAMPLE_CHUNK`` draws: the ODE's end
+        points in the flow's space, before any decoding."""
         info = self.require_info()
         grp = info.groups[group]
         net, space = self.network, self.space
@@ -193,11 +189,6 @@ class FlowGenerator(WeightGenerator):
         # the source noise of all n at once (n x K is small): the draws do not depend on the chunks
         x0_all = torch.randn(n, space.components, generator=rng)  # (n, K)
         guided = sc.guidance != 1.0
-        index = info.padded.indices[group]  # (N_g,) the group's coordinates
-        if out is None:  # (n, N_g), written chunk by chunk: no final copy
-            out = torch.empty(n, len(index), dtype=info.normalizer.mean.dtype)
-        elif out.shape != (n, len(index)):
-            raise ValueError(f"out must have shape {(n, len(index))}, got {tuple(out.shape)}")
         for a in range(0, n, SAMPLE_CHUNK):
             m = min(SAMPLE_CHUNK, n - a)
             ids = torch.full((m,), task_id, device=dev), torch.full((m,), width_id, device=dev)
@@ -217,7 +208,28 @@ class FlowGenerator(WeightGenerator):
                 vc, vu = v(torch.cat([x, x]), torch.cat([t, t])).chunk(2)
                 return (vu + sc.guidance * (vc - vu)) * cmask
 
-            x1 = integrate(field, x0, sc.steps, sc.solver).cpu()
+            yield a, integrate(field, x0, sc.steps, sc.solver).cpu()
+
+    def _sample(
+        self, n: int, group: int, rng: torch.Generator, target: Tensor | None,
+        out: Tensor | None = None, codes: Tensor | None = None, **options: Any,
+    ) -> Tensor:  # fmt: skip
+        sc = self._sampling(options)
+        code = self._code(group, sc)
+        if codes is not None and (code is None or codes.shape != (n, code.dim)):
+            raise ValueError(
+                f"codes must be an ({n}, K) tensor, and only where the draws have a code "
+                f"(PCA, no novelty noise); got {tuple(codes.shape)}"
+            )
+        info = self.require_info()
+        index = info.padded.indices[group]  # (N_g,) the group's coordinates
+        if out is None:  # (n, N_g), written chunk by chunk: no final copy
+            out = torch.empty(n, len(index), dtype=info.normalizer.mean.dtype)
+        elif out.shape != (n, len(index)):
+            raise ValueError(f"out must have shape {(n, len(index))}, got {tuple(out.shape)}")
+        space = self.space
+        for a, x1 in self._draw(n, group, rng, target, sc):
+            m = len(x1)
             rows = out[a : a + m]  # (m, N_g)
             if code is not None:
                 c = x1 * space.scale[group]  # (m, K)
@@ -230,3 +242,12 @@ class FlowGenerator(WeightGenerator):
                 z = z + sc.novelty * space.complement_noise(m, group, info.padded.masks[group], rng)
             rows.copy_(info.normalizer.denormalize_layout(z, group, index))
         return out
+
+    def _sample_codes(
+        self, n: int, group: int, rng: torch.Generator, target: Tensor | None, **options: Any
+    ) -> Tensor:
+        sc = self._sampling(options)
+        if self._code(group, sc) is None:
+            raise ValueError("these draws have no code (a flow on the full space, or novelty > 0)")
+        scale = self.space.scale[group]  # (K,)
+        return torch.cat([x1 * scale for _, x1 in self._draw(n, group, rng, target, sc)])

@@ -101,6 +101,26 @@ class Architecture(ABC):
         shared = x.dim() == len(self.input_shape) + 1
         return vmap(one, in_dims=(0, None if shared else 0))(params, x)
 
+    @property
+    def input_layer(self) -> tuple[str, ...]:
+        """The parameters of the input layer, where :meth:`forward_params` factors as
+        ``forward_from_response(input_response(params, x), params)`` with a response linear in
+        these parameters jointly (a first layer's pre-activation, bias included); () where the
+        architecture does not factor. Nets that are an affine function of a short code then get
+        that layer's response from the code, computed once per basis vector
+        (:class:`generators.coded_forward.CodedForward`)."""
+        return ()
+
+    def input_response(self, params: dict[str, Tensor], x: Tensor) -> Tensor:
+        """(P, *R) the input layer's response to x (B, *input_shape) shared by the P models, from
+        ``params`` holding (at least) the :attr:`input_layer` parameters, {name: (P, *shape)}."""
+        raise NotImplementedError(f"{type(self).__name__} does not factor out its input layer")
+
+    def forward_from_response(self, response: Tensor, params: dict[str, Tensor]) -> Tensor:
+        """(P, B, outputs) from the input layer's ``response`` (overwritten) and the other
+        parameters of ``params``."""
+        raise NotImplementedError(f"{type(self).__name__} does not factor out its input layer")
+
     def module(self, flat: Tensor) -> nn.Module:
         """A standalone ``nn.Module`` holding the weights of one flat row (N,)."""
         m = self.build()

@@ -59,14 +59,26 @@ class MLP(Architecture):
         weight's gradient as a contiguous (P, out, in) product (the generic path yields a
         transposed one that the optimizer would have to copy), and the bias add is fused.
         """
+        return self.forward_from_response(self.input_response(params, x), params)
+
+    @property
+    def input_layer(self) -> tuple[str, ...]:
+        return ("hidden.0.weight", "hidden.0.bias")
+
+    def input_response(self, params: dict[str, Tensor], x: Tensor) -> Tensor:
+        """(P, width, B) the first hidden layer's pre-activation W x + b, feature-major; x is
+        (B, *in_shape) shared by the P models, or (P, B, *in_shape)."""
         n_in = math.prod(self.in_shape)
-        shared = x.dim() == len(self.in_shape) + 1
-        if shared:  # (B, *in_shape) -> (P, in, B), a broadcast view
-            p = params["out.bias"].shape[0]
-            h = x.reshape(x.shape[0], n_in).T.expand(p, n_in, x.shape[0])
+        w, b = params["hidden.0.weight"], params["hidden.0.bias"]
+        if x.dim() == len(self.in_shape) + 1:  # (B, *in_shape) -> (P, in, B), a broadcast view
+            h = x.reshape(x.shape[0], n_in).T.expand(w.shape[0], n_in, x.shape[0])
         else:  # (P, B, *in_shape) -> (P, in, B)
             h = x.reshape(x.shape[0], x.shape[1], n_in).transpose(1, 2)
-        for i in range(self.depth):
+        return torch.baddbmm(b.unsqueeze(-1), w, h)
+
+    def forward_from_response(self, response: Tensor, params: dict[str, Tensor]) -> Tensor:
+        h = response.relu_()  # (P, width, B), in place
+        for i in range(1, self.depth):
             w, b = params[f"hidden.{i}.weight"], params[f"hidden.{i}.bias"]
             h = torch.baddbmm(b.unsqueeze(-1), w, h).relu_()  # (P, width, B), in place
         out = torch.baddbmm(params["out.bias"].unsqueeze(-1), params["out.weight"], h)
