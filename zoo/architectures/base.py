@@ -108,7 +108,9 @@ class Architecture(ABC):
         these parameters jointly (a first layer's pre-activation, bias included); () where the
         architecture does not factor. Nets that are an affine function of a short code then get
         that layer's response from the code, computed once per basis vector
-        (:class:`generators.coded_forward.CodedForward`)."""
+        (:class:`generators.coded_forward.CodedForward`): worth it where each output of the layer
+        reads more inputs than a code has units (an MLP on 64 pixels, not a 3 x 3 conv on one
+        channel or an embedding lookup)."""
         return ()
 
     def input_response(self, params: dict[str, Tensor], x: Tensor) -> Tensor:
