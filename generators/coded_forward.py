@@ -66,7 +66,8 @@ class CodedForward:
         ``torch.no_grad`` where the codes require a gradient."""
         m = len(codes)
         if self._scratch.shape[0] < m:
-            self._scratch = torch.empty(m, self.rest.offset.shape[0])  # (M, N_rest)
+            rest = self.rest.offset
+            self._scratch = torch.empty(m, rest.shape[0], dtype=rest.dtype)  # (M, N_rest)
         rest = self.rest_layout.unflatten(self.rest.decode(codes, out=self._scratch[:m]))
         for const, per_unit, shape in self.chunks:
             response = torch.addmm(const, codes, per_unit).view(m, *shape)  # (M, *shape)
