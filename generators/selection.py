@@ -29,7 +29,7 @@ of the held-out accuracy at 37.7% disagreement (weight 0.45), against 99.1% / 32
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 import torch
@@ -40,7 +40,12 @@ from generators.coded_forward import CodedForward
 from generators.dataset import is_measurable, measure_property
 from zoo.architectures import Architecture
 from zoo.tasks import get_task
-from zoo.training import prediction_disagreement, split_predictions, split_scores
+from zoo.training import (
+    prediction_disagreement,
+    split_outputs,
+    split_predictions,
+    split_scores,
+)
 
 # candidates drawn and measured per round (prompts per round: this // k): small rounds keep the
 # temporaries below glibc's mmap threshold (1,000 nets of width 128, best of 8: 5.1 s in rounds
@@ -152,14 +157,18 @@ class PromptSelection:
         the candidates' codes, where they are an affine function of them (the nearest-net
         search then runs on the codes, see :class:`TrainingNets`)."""
         n, k = self._shape(len(candidates), prompts)
-        novelty = None
-        if self.rule in NOVELTY_RULES:
-            nets = self._reference(reference)
-            labels = val_predictions(arch, task, candidates)  # (n * k, V)
-            novelty = nets.disagreement(candidates, labels, codes).view(n, k)
-        if novelty is not None and self.property == "val_acc":  # the same forward pass
-            measured = labels.eq(get_task(task).split("val")[1]).float().mean(dim=1).view(n, k)
+        if self.property.startswith("val_"):  # one forward pass over the validation split
+
+            def outputs() -> Iterable[Tensor]:
+                return split_outputs(arch, candidates, get_task(task).split("val")[0])
+
+            measured, novelty = self._on_val(n, k, outputs, task, reference, candidates, codes)
         else:
+            novelty = None
+            if self.rule in NOVELTY_RULES:
+                nets = self._reference(reference)
+                labels = val_predictions(arch, task, candidates)  # (n * k, V)
+                novelty = nets.disagreement(candidates, labels, codes).view(n, k)
             measured = measure_property(self.property, arch, task, candidates).view(n, k)
         return self._keep(measured, prompts, novelty, lambda r, i: candidates.view(n, k, -1)[r, i])
 
@@ -173,19 +182,31 @@ class PromptSelection:
         if not self.property.startswith("val_"):
             raise ValueError(f"coded candidates measure the validation split, not {self.property}")
         n, k = self._shape(len(codes), prompts)
-        data = get_task(task)
-        novel = self.rule in NOVELTY_RULES
-        if novel:
-            nets = self._reference(reference)
-            check_classes(task)
-        scores = split_scores(data, data.split("val")[1], forward.outputs(codes), predicted=novel)
-        measured = (scores.acc if self.property == "val_acc" else scores.loss).view(n, k)
-        novelty = None
-        if novel:
-            novelty = nets.disagreement(None, scores.predicted, codes).view(n, k)
+        measured, novelty = self._on_val(
+            n, k, lambda: forward.outputs(codes), task, reference, None, codes
+        )
         return self._keep(
             measured, prompts, novelty, lambda r, i: forward.code.decode(codes.view(n, k, -1)[r, i])
         )
+
+    def _on_val(
+        self, n: int, k: int, outputs: Callable[[], Iterable[Tensor]], task: str,
+        reference: TrainingNets | None, w: Tensor | None, codes: Tensor | None,
+    ) -> tuple[Tensor, Tensor | None]:  # fmt: skip
+        """(measured (n, k), novelty (n, k) or None) of a ``val_*`` property from the
+        candidates' validation outputs (``outputs()``: chunks of (n * k, b, C), run after the
+        checks), one pass serving both; w / codes: the candidates' weights or codes, for the
+        nearest-net search."""
+        nets = None
+        if self.rule in NOVELTY_RULES:
+            nets = self._reference(reference)
+            check_classes(task)
+        data = get_task(task)
+        scores = split_scores(data, data.split("val")[1], outputs(), predicted=nets is not None)
+        measured = (scores.acc if self.property == "val_acc" else scores.loss).view(n, k)
+        if nets is None:
+            return measured, None
+        return measured, nets.disagreement(w, scores.predicted, codes).view(n, k)
 
     def _keep(
         self, measured: Tensor, prompts: Tensor, novelty: Tensor | None,
