@@ -38,10 +38,10 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from rich.console import Console  # noqa: E402
 
-from generators import WeightDataset  # noqa: E402
+from generators import WeightDataset, load_generator  # noqa: E402
 from generators.augmentation import interpolate_models  # noqa: E402
-from pipelines.crossval import cross_validate, evaluate_folds  # noqa: E402
-from pipelines.demo import SELECTED, preset_flow  # noqa: E402
+from pipelines.crossval import cross_validate, evaluate_folds, fold_dirs  # noqa: E402
+from pipelines.demo import WEIGHTED_8, preset_flow  # noqa: E402
 from pipelines.evaluate import (  # noqa: E402
     EvalSettings,
     accuracy,
@@ -63,12 +63,16 @@ NOVEL: dict = {"candidates": 8, "select": "novel", "temperature": 1.0, "steps": 
 BEST_OF_16: dict = {**NOVEL, "candidates": 16, "temperature": 0.75}
 # and four times them: does more selection keep moving the frontier?
 BEST_OF_32: dict = {**BEST_OF_16, "candidates": 32}
-# the preset distils (generators/distillation.py) since this round; the rows measured before
-# it keep their figures with distillation off
-UNDISTILLED: dict = {"distill.per_net": 0}
+# the preset distils (generators/distillation.py); the rows measured before it keep their
+# figures with distillation off (and the calibration, generators/calibration.py, which they do
+# not read)
+UNDISTILLED: dict = {"distill.per_net": 0, "calibrate.candidates": 0}
+# the preset's calibrated best of 16 (zoo demo's setting): no weight given, so each fold's
+# generator keeps by its own calibrated one
+CALIBRATED: dict = {"candidates": 16, "select": "weighted", "temperature": 1.0, "steps": 4}
 # the demo's rule with two and four times its candidates: more candidates move its frontier
-WEIGHTED_16: dict = {**SELECTED, "candidates": 16, "disagreement_weight": 0.55}
-WEIGHTED_32: dict = {**SELECTED, "candidates": 32, "disagreement_weight": 0.6}
+WEIGHTED_16: dict = {**WEIGHTED_8, "candidates": 16, "disagreement_weight": 0.55}
+WEIGHTED_32: dict = {**WEIGHTED_8, "candidates": 32, "disagreement_weight": 0.6}
 # name -> (config overrides, sampling options)
 VARIANTS_UNDISTILLED: dict[str, tuple[dict, dict]] = {
     "default (augment 4, pca <= 16 within 7.5 points)": ({}, {}),
@@ -126,11 +130,11 @@ VARIANTS_UNDISTILLED: dict[str, tuple[dict, dict]] = {
     ),
     # the highest validation accuracy + weight x novelty, whatever the prompt (zoo demo's
     # setting: weight 0.45, best of 8, temperature 1, 4 Heun steps)
-    "best of 8, weighted 0.45": ({}, SELECTED),
-    "best of 8, weighted 0.4": ({}, {**SELECTED, "disagreement_weight": 0.4}),
-    "best of 8, weighted 0.5": ({}, {**SELECTED, "disagreement_weight": 0.5}),
-    "best of 8, weighted 0.6": ({}, {**SELECTED, "disagreement_weight": 0.6}),
-    "best of 4, weighted 0.45": ({}, {**SELECTED, "candidates": 4}),
+    "best of 8, weighted 0.45": ({}, WEIGHTED_8),
+    "best of 8, weighted 0.4": ({}, {**WEIGHTED_8, "disagreement_weight": 0.4}),
+    "best of 8, weighted 0.5": ({}, {**WEIGHTED_8, "disagreement_weight": 0.5}),
+    "best of 8, weighted 0.6": ({}, {**WEIGHTED_8, "disagreement_weight": 0.6}),
+    "best of 4, weighted 0.45": ({}, {**WEIGHTED_8, "candidates": 4}),
     # more candidates move the weighted frontier (the first round's draws for distillation)
     "best of 16, weighted 0.55": ({}, WEIGHTED_16),
     "best of 32, weighted 0.6": ({}, WEIGHTED_32),
@@ -139,17 +143,20 @@ VARIANTS: dict[str, tuple[dict, dict]] = {
     **{name: ({**UNDISTILLED, **o}, opts) for name, (o, opts) in VARIANTS_UNDISTILLED.items()},
     # the preset: trained twice, the second time also on the first round's best of 32
     "distilled": ({}, {}),
-    "distilled, best of 8, weighted 0.45 (zoo demo)": ({}, SELECTED),
-    "distilled, best of 8, weighted 0.35": ({}, {**SELECTED, "disagreement_weight": 0.35}),
-    "distilled, best of 8, weighted 0.55": ({}, {**SELECTED, "disagreement_weight": 0.55}),
+    "distilled, best of 8, weighted 0.45 (zoo demo until this round)": ({}, WEIGHTED_8),
+    "distilled, best of 8, weighted 0.35": ({}, {**WEIGHTED_8, "disagreement_weight": 0.35}),
+    "distilled, best of 8, weighted 0.55": ({}, {**WEIGHTED_8, "disagreement_weight": 0.55}),
     "distilled, best of 16, weighted 0.55": ({}, WEIGHTED_16),
     "distilled, best of 16, weighted 0.6": ({}, {**WEIGHTED_16, "disagreement_weight": 0.6}),
     "distilled, best of 32, weighted 0.6": ({}, WEIGHTED_32),
+    # the weight calibrated by each fold's generator on its training nets and validation split
+    "distilled, best of 16, calibrated (zoo demo)": ({}, CALIBRATED),
+    "distilled, best of 16, calibrated, margin 0": ({"calibrate.margin": 0.0}, CALIBRATED),
     # a second round: trained a third time, on the once-distilled generator's best of 32
     "distilled twice": ({"distill.rounds": 2}, {}),
-    "distilled twice, best of 8, weighted 0.45": ({"distill.rounds": 2}, SELECTED),
+    "distilled twice, best of 8, weighted 0.45": ({"distill.rounds": 2}, WEIGHTED_8),
     "distilled twice, best of 8, weighted 0.55": (
-        {"distill.rounds": 2}, {**SELECTED, "disagreement_weight": 0.55},
+        {"distill.rounds": 2}, {**WEIGHTED_8, "disagreement_weight": 0.55},
     ),
 }  # fmt: skip
 KEYS = ("acc_ratio_free", "acc_ratio_matched", "distance_ratio", "nn_disagreement",
@@ -334,6 +341,11 @@ def main() -> None:
             "acc_ratio_per_fold": [f["acc_ratio_free"] for f in r["folds"]],
             "train_seconds_per_fold": r["train_seconds"], "per_group": r["per_group"],
         }  # fmt: skip
+        calibrations = [load_generator(d).calibration for d in fold_dirs(run)]
+        if "disagreement_weight" not in sample and all(calibrations):
+            results[name]["calibrated_weight_per_fold"] = [
+                c.disagreement_weight for c in calibrations
+            ]
         console.print(name, {k: round(s[k], 3) for k in KEYS})
         out.parent.mkdir(exist_ok=True)
         out.write_text(json.dumps(results, indent=2) + "\n")

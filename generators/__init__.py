@@ -8,8 +8,15 @@
 
 from generators.augmentation import Interpolated, interpolate_models
 from generators.base import WeightGenerator
+from generators.calibration import Calibration, calibrate_weight
 from generators.conditioning import Conditioner
-from generators.config import AugmentConfig, DataConfig, GeneratorConfig, TrainingConfig
+from generators.config import (
+    AugmentConfig,
+    CalibrateConfig,
+    DataConfig,
+    GeneratorConfig,
+    TrainingConfig,
+)
 from generators.dataset import Group, WeightBatch, WeightDataset
 from generators.flow import FlowConfig, FlowGenerator, FlowModelConfig, FlowSamplingConfig
 from generators.info import DatasetInfo
@@ -26,4 +33,5 @@ __all__ = [
     "Conditioner", "FlowGenerator", "FlowConfig", "FlowModelConfig", "FlowSamplingConfig",
     "GENERATORS", "generator_class", "make_generator", "load_generator",
     "save_population", "load_population", "PromptSelection", "Selected", "TrainingNets",
+    "CalibrateConfig", "Calibration", "calibrate_weight",
 ]  # fmt: skip

@@ -23,6 +23,7 @@ from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
 from generators.affine_code import AffineCode
+from generators.calibration import Calibration, calibrate_weight
 from generators.coded_forward import CodedForward
 from generators.config import GeneratorConfig
 from generators.dataset import WeightDataset
@@ -38,6 +39,7 @@ from generators.selection import (
 )
 from zoo.population import Population
 from zoo.tasks import get_task
+from zoo.training import predicted_class, split_outputs
 
 CONFIG_FILE = "generator.json"
 WEIGHTS_FILE = "generator.safetensors"
@@ -64,6 +66,8 @@ class WeightGenerator(ABC):
             raise ValueError(f"{type(self).__name__} needs a {self.config_class.__name__}")
         self.config = config
         self.info: DatasetInfo | None = None
+        # the weighted rule's weight, calibrated on the trained generator (config.calibrate)
+        self.calibration: Calibration | None = None
 
     # ----- to implement -------------------------------------------------------------------
     @property
@@ -109,6 +113,12 @@ class WeightGenerator(ABC):
         of a short code (:class:`AffineCode`); None, the default: not so."""
         return None
 
+    def check_sample_options(self, options: dict[str, Any]) -> None:
+        """A ValueError naming any of ``options`` that ``sample`` would not take; the default:
+        a generator without options of its own takes none."""
+        if options:
+            raise ValueError(f"unknown sampling option(s) {sorted(options)}")
+
     # ----- shared -------------------------------------------------------------------------
     @property
     def num_train(self) -> int:
@@ -130,10 +140,14 @@ class WeightGenerator(ABC):
         the previous round's chosen samples, for the next round (:meth:`distill`)."""
         if len(dataset.train_index) == 0:
             raise ValueError("the dataset has no training models")
-        dc = self.config.distill
+        dc, cc = self.config.distill, self.config.calibrate
         if dc.per_net > 0:  # fail before training, not after the first round
             PromptSelection(dc.candidates, dataset.config.property, "weighted",
                             dc.disagreement_weight)  # fmt: skip
+        if cc.candidates > 0:  # likewise: the calibration comes after training
+            PromptSelection(cc.candidates, dataset.config.property, "weighted")
+            self.check_sample_options(cc.options)
+        self.calibration = None  # a fresh network: any earlier calibration is void
         self.config = type(self.config).from_dict(
             {**self.config.to_dict(), "data": vars(dataset.config)}
         )
@@ -188,7 +202,29 @@ class WeightGenerator(ABC):
         for _ in range(self.distill_rounds):
             self.prepare(dataset, self.distill(dataset))
             losses += self._train_loop(callback)
+        self.calibrate()
         return losses
+
+    def calibrate(self) -> Calibration | None:
+        """Calibrate the ``weighted`` rule's weight on the trained generator by
+        ``config.calibrate`` (:mod:`generators.calibration`; None where that is off); ``sample``
+        then takes it as its default ``disagreement_weight``."""
+        cfg = self.config.calibrate
+        self.calibration = (
+            calibrate_weight(self, cfg, self.config.training.seed) if cfg.candidates else None
+        )
+        return self.calibration
+
+    def calibrated_sampling(self) -> dict[str, Any]:
+        """``sample`` keyword arguments of the calibrated best-of-k (candidates, the weighted
+        rule, its calibrated weight and the sampling options it was calibrated with); a
+        ValueError for a generator without a calibration."""
+        if self.calibration is None:
+            raise ValueError(
+                "this generator has no calibrated weight: train it with calibrate.candidates > 0 "
+                "(the shipped flow preset does)"
+            )
+        return self.calibration.sampling()
 
     @property
     def distill_rounds(self) -> int:
@@ -233,7 +269,8 @@ class WeightGenerator(ABC):
         one that differs most from its nearest training net on the validation split
         (``"novel"``; that share comes back as ``conditioning["nearest_train_disagreement"]``);
         or, whatever the prompt, the one with the highest validation accuracy +
-        ``disagreement_weight`` (default ``DISAGREEMENT_WEIGHT``) x that share (``"weighted"``).
+        ``disagreement_weight`` x that share (``"weighted"``; default: the generator's
+        calibrated weight, :meth:`calibrate`, else ``DISAGREEMENT_WEIGHT``).
         Further options are generator specific (for flow: steps, solver, guidance, ...).
         """
         info = self.require_info()
@@ -262,19 +299,23 @@ class WeightGenerator(ABC):
         if candidates == 1:
             weights = self._sample(n, g, rng, props, **options)
             return Population(group.arch, weights, group.task, f"generated-{group.key}", cond)
+        if disagreement_weight is None:
+            disagreement_weight = (
+                DISAGREEMENT_WEIGHT if self.calibration is None
+                else self.calibration.disagreement_weight
+            )  # fmt: skip
         selection = PromptSelection(
             candidates, info.data.property if props is not None else "", select,
-            DISAGREEMENT_WEIGHT if disagreement_weight is None else disagreement_weight,
+            disagreement_weight,
         )  # fmt: skip
         per_round = max(1, SELECT_CANDIDATES // candidates)  # prompts whose candidates fit a round
         code = self._affine_code(g, **options)  # the draws' code, if they have one
         reference = None
         if select in NOVELTY_RULES:  # the nearest-net search runs on the codes, if any
-            reference = TrainingNets.of(group.arch, group.task, info.training_nets(g), code)
+            reference = self.training_reference(g, **options)
         forward = None  # the candidates' validation outputs from their codes, if it can
-        if code is not None and group.arch.input_layer and selection.property.startswith("val_"):
-            x_val = get_task(group.task).split("val")[0]
-            forward = CodedForward(group.arch, code, x_val, min(n, per_round) * candidates)
+        if selection.property.startswith("val_"):
+            forward = self._coded_forward(g, min(n, per_round) * candidates, **options)
         measured, novelty = [], []
         size = info.padded.indices[g].numel()
         # one (a round's candidates, N_g) buffer for every round, and the kept nets written in
@@ -305,6 +346,54 @@ class WeightGenerator(ABC):
             cond["nearest_train_disagreement"] = torch.cat(novelty)
         return Population(group.arch, kept, group.task, f"generated-{group.key}", cond)
 
+    def training_reference(self, group: int, **options: Any) -> TrainingNets:
+        """Group ``group``'s training nets and their validation predictions, set up for draws
+        with these sampling options (their nearest-net search runs on the draws' codes, where
+        they have one)."""
+        info = self.require_info()
+        grp = info.groups[group]
+        code = self._affine_code(group, **options)
+        return TrainingNets.of(grp.arch, grp.task, info.training_nets(group), code)
+
+    def _coded_forward(self, group: int, models: int, **options: Any) -> CodedForward | None:
+        """The validation outputs of ``group``'s draws from their codes, ``models`` at a time,
+        where the draws have a code and the architecture an input layer to factor out."""
+        grp = self.require_info().groups[group]
+        code = self._affine_code(group, **options)
+        if code is None or not grp.arch.input_layer:
+            return None
+        return CodedForward(grp.arch, code, get_task(grp.task).split("val")[0], models)
+
+    @torch.no_grad()
+    def draw_predictions(
+        self, prompts: Tensor, group: int, rng: torch.Generator, reference: TrainingNets,
+        **options: Any,
+    ) -> tuple[Tensor, Tensor]:  # fmt: skip
+        """One draw of ``group`` per prompt (prompts: (m,) property values), not kept: (m, V)
+        the class each predicts at every validation point, and (m,) the index of its nearest
+        training net in ``reference`` (:meth:`training_reference` with the same options). In
+        rounds of ``SELECT_CANDIDATES``, from the draws' codes where they have one, as
+        ``sample`` measures its candidates (the calibration reads them point by point)."""
+        self.network.eval()
+        grp = self.require_info().groups[group]
+        forward = self._coded_forward(group, min(len(prompts), SELECT_CANDIDATES), **options)
+        code = self._affine_code(group, **options)
+        x_val = get_task(grp.task).split("val")[0]
+        predicted, nearest = [], []
+        for a in range(0, len(prompts), SELECT_CANDIDATES):
+            p = prompts[a : a + SELECT_CANDIDATES]
+            w = None
+            if forward is not None:
+                codes = self._sample_codes(len(p), group, rng, p, **options)  # (m, K)
+                outputs = forward.outputs(codes)
+            else:
+                codes = None if code is None else torch.empty(len(p), code.dim)
+                w = self._sample(len(p), group, rng, p, codes=codes, **options)  # (m, N_g)
+                outputs = split_outputs(grp.arch, w, x_val)
+            predicted.append(torch.cat([predicted_class(o) for o in outputs], dim=1))
+            nearest.append(reference.nearest(w, codes))
+        return torch.cat(predicted), torch.cat(nearest)
+
     # ----- persistence --------------------------------------------------------------------
     def save(self, run_dir: str | Path) -> Path:
         info = self.require_info()
@@ -314,6 +403,8 @@ class WeightGenerator(ABC):
             "format": FORMAT_VERSION, "kind": self.kind, "config": self.config.to_dict(),
             "dataset": info.to_dict(),
         }  # fmt: skip
+        if self.calibration is not None:
+            meta["calibration"] = self.calibration.to_dict()
         tensors = {f"net.{k}": v for k, v in self.network.state_dict().items()}
         tensors.update(info.tensors())
         tensors.update(self.extra_tensors())
@@ -332,6 +423,8 @@ class WeightGenerator(ABC):
         state = {k[4:]: v for k, v in tensors.items() if k.startswith("net.")}
         gen.network.load_state_dict(state)
         gen.network.eval()
+        if "calibration" in meta:
+            gen.calibration = Calibration.from_dict(meta["calibration"])
         return gen
 
 

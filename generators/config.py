@@ -170,6 +170,44 @@ class DistillConfig:
 
 
 @dataclass
+class CalibrateConfig:
+    """Calibrating the ``weighted`` rule's disagreement weight at training time
+    (:mod:`generators.calibration`), on the validation split only.
+
+    candidates: the best-of-k the weight is calibrated for (0: off); options: the sampling
+    options it is calibrated with, as ``sample`` takes them (flow: ``temperature``, ``steps``,
+    ...); per_net: prompts drawn per training net of every group; margin: how much more often
+    than the training nets' own leave-one-out disagreement the kept nets should differ from
+    their nearest training net (0: as often); max_weight: the largest weight tried (in steps of
+    ``step``). The calibrated weight is the smallest that reaches the target.
+    """
+
+    candidates: int = 0
+    options: dict[str, Any] = field(default_factory=dict)
+    per_net: int = 16
+    margin: float = 0.0
+    max_weight: float = 2.0
+    step: float = 0.01
+
+    def __post_init__(self) -> None:
+        if self.candidates < 0 or self.candidates == 1:
+            raise ValueError(f"calibrate.candidates must be 0 (off) or >= 2, got {self.candidates}")
+        if self.per_net < 1:
+            raise ValueError(f"calibrate.per_net must be >= 1, got {self.per_net}")
+        if not math.isfinite(self.margin) or abs(self.margin) >= 1:
+            raise ValueError(f"calibrate.margin must be a share in (-1, 1), got {self.margin}")
+        if not (math.isfinite(self.max_weight) and self.max_weight > 0):
+            raise ValueError(f"calibrate.max_weight must be > 0, got {self.max_weight}")
+        if not 0 < self.step <= self.max_weight:
+            raise ValueError(
+                f"calibrate.step must be in (0, max_weight = {self.max_weight}], got {self.step}"
+            )
+        bad = {k: v for k, v in self.options.items() if not isinstance(v, bool | int | float | str)}
+        if bad:
+            raise ValueError(f"calibrate.options must be numbers, strings or booleans, got {bad}")
+
+
+@dataclass
 class GeneratorConfig:
     """Base of every generator's config; ``kind`` names the generator class (``flow``, ...)."""
 
@@ -178,6 +216,7 @@ class GeneratorConfig:
     training: TrainingConfig = field(default_factory=TrainingConfig)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
+    calibrate: CalibrateConfig = field(default_factory=CalibrateConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, **asdict(self)}
@@ -259,6 +298,11 @@ def _coerce(tp: Any, value: Any, where: str) -> Any:
         return _coerce(inner[0], value, where)
     if is_dataclass(tp):
         return build_dataclass(tp, value, where + ".")
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ValueError(f"config field {where} must be a table, got {value!r}")
+        _, arg = typing.get_args(tp)
+        return {str(k): _coerce(arg, v, f"{where}.{k}") for k, v in value.items()}
     if origin in (list, tuple):
         if not isinstance(value, list | tuple):
             raise ValueError(f"config field {where} must be a list, got {value!r}")

@@ -24,6 +24,8 @@ cannot (its nets at widths 8 and 16 come out 3 and 6 points *more* accurate than
 nets, and less novel than two real nets of their width). On the default zoo, best of 8: 100.6%
 of the held-out accuracy at 37.7% disagreement (weight 0.45), against 99.1% / 32.4% with
 ``novel``; from self-distilled generators (:mod:`generators.distillation`), 99.9% / 41.4%.
+A generator trained with ``calibrate`` on picks its own weight from its training nets and the
+validation split (:mod:`generators.calibration`), and ``sample`` takes that one by default.
 """
 
 from __future__ import annotations
@@ -272,9 +274,14 @@ class TrainingNets:
 
     def disagreement(self, w: Tensor | None, labels: Tensor, codes: Tensor | None = None) -> Tensor:
         """(M,) share of the validation split on which each net of w (M, N), predicting labels
-        (M, V), predicts another class than its nearest (L2) training net. codes: (M, K) the
-        codes w was decoded from (``code`` given): the same search without reading w, which may
-        then be None (1,000 width-128 nets, best of 16: 3.35 s against 3.83 s, medians of 5)."""
+        (M, V), predicts another class than its nearest (L2) training net (:meth:`nearest`)."""
+        return prediction_disagreement(labels, self.labels[self.nearest(w, codes)])
+
+    def nearest(self, w: Tensor | None, codes: Tensor | None = None) -> Tensor:
+        """(M,) index of the nearest (L2) training net of each net of w (M, N). codes: (M, K)
+        the codes w was decoded from (``code`` given): the same search without reading w,
+        which may then be None (1,000 width-128 nets, best of 16: 3.35 s against 3.83 s,
+        medians of 5)."""
         if codes is None:
             if w is None:
                 raise ValueError("the nearest-net search needs the nets' weights or their codes")
@@ -287,7 +294,7 @@ class TrainingNets:
         # |w - r|^2 - |w|^2 = |r|^2 - 2 w.r: the same argmin as the distance, in one matmul
         # (twice as fast as cdist against a dozen training nets)
         shifted = self.weights.pow(2).sum(dim=1)[None, :] - 2 * dots  # (M, R)
-        return prediction_disagreement(labels, self.labels[shifted.argmin(dim=1)])
+        return shifted.argmin(dim=1)
 
 
 def nearest_disagreement(arch: Architecture, task: str, w: Tensor, reference: Tensor) -> Tensor:

@@ -5,10 +5,11 @@ matching) -> train the flow generator on canonical weights and, for comparison, 
 and without the interpolation augmentation, each 5-fold cross-validated (5 generators, every
 real model held out once; the canonical ones self-distilled, :mod:`generators.distillation`, and
 their first rounds evaluated too) -> sample 100 nets -> evaluate on held-out real models; the
-canonical generators once more with best-of-8 sampling (:mod:`generators.selection`: of 8 draws
-per prompt, the one with the highest validation accuracy + 0.45 x its disagreement with its
-nearest training net; source-noise temperature 1, 4 Heun steps) -> short tables and the paths of
-the plots.
+canonical generators once more with best-of-16 sampling (:mod:`generators.selection`: of 16
+draws per prompt, the one with the highest validation accuracy + w x its disagreement with its
+nearest training net, w calibrated by each generator on its own training nets and validation
+split, :mod:`generators.calibration`; source-noise temperature 1, 4 Heun steps) -> short tables
+and the paths of the plots.
 The phases are needed by the default generator config (``data/generators/flow.toml``), which
 leaves out the ``collapsed`` nets (``data.exclude_phases``).
 """
@@ -29,32 +30,41 @@ from generators.selection import DISAGREEMENT_WEIGHT
 from pipelines.evaluate import WEIGHT_SWEEP
 
 # the generators the demo compares: name -> (run folder, overrides of the default config)
-# (the preset distils, :mod:`generators.distillation`; the comparisons do not, and compare with
-# the canonical generators' own first round, FIRST_ROUND, at no extra training)
+# (the preset distils, :mod:`generators.distillation`, and calibrates its best-of-k weight,
+# :mod:`generators.calibration`; the comparisons do neither, and compare with the canonical
+# generators' own first round, FIRST_ROUND, at no extra training)
 VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
     "canonical": ("flow-canonical", {"data.canonical": True}),
-    "raw": ("flow-raw", {"data.canonical": False, "distill.per_net": 0}),
+    "raw": (
+        "flow-raw", {"data.canonical": False, "distill.per_net": 0, "calibrate.candidates": 0},
+    ),
     "canonical, no augmentation": (
-        "flow-canonical-plain", {"augment.interpolations": 0, "distill.per_net": 0},
+        "flow-canonical-plain",
+        {"augment.interpolations": 0, "distill.per_net": 0, "calibrate.candidates": 0},
     ),
 }  # fmt: skip
 FIRST_ROUND = "canonical, not distilled"
 # the comparison table's column headings: four columns and the metric names fit 80 columns
 HEADINGS = {"canonical, no augmentation": "no augm.", FIRST_ROUND: "undistilled"}
-# the canonical generators evaluated once more with best-of-k sampling: of BEST_OF draws per
-# prompt, the one with the highest validation accuracy + 0.45 x its disagreement with its nearest
-# training net (generators/selection.py, rule "weighted": it gives up accuracy where that buys
-# the most novelty), at full source noise (a wider spread of candidates to choose from) and 4 Heun
-# steps (as good as 8 or 16 here; `benchmarks/sampling.py` prices both). 5-fold on the default
-# zoo, from the distilled generators: 99.9% of the held-out accuracy at 41.4% disagreement (from
-# their undistilled first rounds: 100.6% / 37.7%; the most novel of the candidates at least as
-# good as their prompt, rule "novel": 99.1% / 32.4%)
-BEST_OF = 8
-SELECTED: dict[str, Any] = {
-    "candidates": BEST_OF, "select": "weighted", "disagreement_weight": DISAGREEMENT_WEIGHT,
+# the demo's best-of-k setting until this round (generators/selection.py, rule "weighted"): of 8
+# draws per prompt, the one with the highest validation accuracy + 0.45 x its disagreement with
+# its nearest training net, at full source noise and 4 Heun steps; 5-fold on the default zoo,
+# from the distilled generators: 99.9% of the held-out accuracy at 41.4% disagreement. Kept for
+# the benchmarks' rows
+WEIGHTED_8: dict[str, Any] = {
+    "candidates": 8, "select": "weighted", "disagreement_weight": DISAGREEMENT_WEIGHT,
     "temperature": 1.0, "steps": 4,
 }  # fmt: skip
-SELECTED_RULE = f"the highest validation accuracy + {DISAGREEMENT_WEIGHT} x novelty"
+
+
+def calibrated_best_of(run_dir: str | Path) -> dict[str, Any]:
+    """The best-of-k sampling options a trained generator (``run_dir``) was calibrated for,
+    without the weight itself (:mod:`generators.calibration`): evaluated fold by fold, each
+    fold's generator then keeps by its own calibrated weight."""
+    from generators import load_generator
+
+    opts = load_generator(run_dir).calibrated_sampling()
+    return {k: v for k, v in opts.items() if k != "disagreement_weight"}
 
 
 def preset_flow(overrides: dict[str, Any]) -> Any:
@@ -173,7 +183,7 @@ def run_demo(
     from generators import load_generator, save_population
     from pipelines.build import build_zoo
     from pipelines.canonicalize_stage import canonicalize_zoo
-    from pipelines.crossval import cross_validate, evaluate_folds
+    from pipelines.crossval import cross_validate, evaluate_folds, fold_dirs
     from pipelines.evaluate import EvalSettings
     from pipelines.evaluation_plots import plot_tradeoff
     from pipelines.generator_training import round_dir
@@ -213,14 +223,19 @@ def run_demo(
     )  # fmt: skip
     timings["train_and_evaluate"] = time.perf_counter() - t0
 
-    best = f"canonical, best of {BEST_OF}"
-    console.rule(f"4/5 the canonical generators again, keeping one of {BEST_OF} draws per "
-                 f"prompt ({SELECTED_RULE}, temperature {SELECTED['temperature']})")  # fmt: skip
+    selected = calibrated_best_of(canonical_dir / "fold-0")
+    k = selected["candidates"]
+    best = f"canonical, best of {k}"
+    weights = [load_generator(d).calibrated_sampling()["disagreement_weight"]
+               for d in fold_dirs(canonical_dir)]  # fmt: skip
+    console.rule(f"4/5 the canonical generators again, keeping one of {k} draws per prompt (the "
+                 f"highest validation accuracy + w x novelty, w calibrated per fold: "
+                 f"{', '.join(f'{w:.2f}' for w in weights)})")  # fmt: skip
     t0 = time.perf_counter()
     reports[best] = evaluate_folds(
         canonical_dir, store,
-        EvalSettings(n=n, knob="disagreement_weight", sweep=WEIGHT_SWEEP, sample_options=SELECTED),
-        canonical_dir / f"best-of-{BEST_OF}", label=f"flow, {best}",
+        EvalSettings(n=n, knob="disagreement_weight", sweep=WEIGHT_SWEEP, sample_options=selected),
+        canonical_dir / f"best-of-{k}", label=f"flow, {best}",
     )  # fmt: skip
     timings["evaluate_best_of"] = time.perf_counter() - t0
 
@@ -230,13 +245,14 @@ def run_demo(
     pop = gen.sample(1000, seed=0)
     timings["sample_1000"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    gen.sample(1000, seed=0, **SELECTED)
+    gen.sample(1000, seed=0, **gen.calibrated_sampling())
     timings["sample_1000_best_of"] = time.perf_counter() - t0
     samples = save_population(gen.sample(n, seed=0), out / "samples.safetensors")
     tradeoff = plot_tradeoff(list(reports.values()), out / "tradeoff.png")
     timings["total"] = time.perf_counter() - t_all
     result = {
         "timings_s": timings, "train_seconds": train_seconds, "folds": folds,
+        "best_of": {**selected, "calibrated_weights": weights},
         "summary": {k: r["summary"] for k, r in reports.items()},
         "fold_summaries": {k: r["folds"] for k, r in reports.items()},
         "samples": str(samples), "sampled_width": pop.arch.width,
@@ -246,16 +262,14 @@ def run_demo(
     console.print(summary_table({k: reports[k] for k in (*VARIANTS, FIRST_ROUND)}, train_seconds,
                                 HEADINGS))  # fmt: skip
     console.print(summary_table({k: reports[k] for k in ("canonical", best)}))
-    console.print(
-        per_group_table({"plain": reports["canonical"], f"best of {BEST_OF}": reports[best]})
-    )
+    console.print(per_group_table({"plain": reports["canonical"], f"best of {k}": reports[best]}))
     console.print(
         f"1,000 nets of width {pop.arch.width} sampled in {timings['sample_1000']:.2f} s "
-        f"({timings['sample_1000_best_of']:.2f} s best of {BEST_OF}); "
+        f"({timings['sample_1000_best_of']:.2f} s best of {k}); "
         f"total {timings['total']:.0f} s (zoo {timings['build']:.0f} s, canonicalize "
         f"{timings['canonicalize']:.0f} s, {len(VARIANTS) * folds} generators trained (the "
         f"canonical ones twice: distilled) and evaluated {timings['train_and_evaluate']:.0f} s, "
-        f"best-of-{BEST_OF} evaluation {timings['evaluate_best_of']:.0f} s)"
+        f"best-of-{k} evaluation {timings['evaluate_best_of']:.0f} s)"
     )
     console.print(f"plots: {', '.join(result['plots'])}", highlight=False)
     console.print(f"{n} generated nets: {samples}; results: {out / 'demo.json'}")

@@ -1,17 +1,20 @@
 """PNGs of ``zoo evaluate``: accuracy histograms (real vs generated), the per-group breakdown
-and the trade-off curve."""
+and the trade-off curve; and of a trained generator's calibrated best-of-k weight."""
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+
+if TYPE_CHECKING:
+    from generators.calibration import Calibration
 
 SHORT = {"temperature": "T", "novelty": "nov", "guidance": "w", "steps": "steps",
          "disagreement_weight": "λ"}  # fmt: skip
@@ -143,4 +146,25 @@ def plot_tradeoff(reports: list[dict[str, Any]], path: str | Path) -> Path:
     )
     return _save_figure(
         fig, f"accuracy / novelty trade-off, no fine-tuning ({names or knob})", path
+    )
+
+
+def plot_calibration(calibration: Calibration, path: str | Path) -> Path:
+    """A generator's calibrated ``weighted`` rule (:mod:`generators.calibration`): the kept
+    candidates' cross-fitted validation disagreement with their nearest training net and their
+    accuracy against the weight, the target and the weight chosen."""
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    w = calibration.curve_weight
+    ax.plot(w, calibration.curve_disagreement, color="tab:blue",
+            label="disagreement with the nearest training net")  # fmt: skip
+    ax.plot(w, calibration.curve_accuracy, color="tab:orange", label="accuracy")
+    ax.axhline(calibration.target, color="tab:blue", ls=":",
+               label=f"target: training nets' leave-one-out + margin ({calibration.target:.3f})")  # fmt: skip
+    ax.axvline(calibration.disagreement_weight, color="k", ls="--",
+               label=f"calibrated weight {calibration.disagreement_weight:.2f}")  # fmt: skip
+    ax.set_xlabel("disagreement weight of select='weighted'")
+    ax.set_ylabel("kept candidates, validation split (cross-fitted)")
+    ax.legend(fontsize=7)
+    return _save_figure(
+        fig, f"best of {calibration.candidates}: calibrating the weight (validation only)", path
     )

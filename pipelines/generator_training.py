@@ -122,7 +122,9 @@ def train_generator(
     With ``config.distill`` on, in rounds: the first generator is trained and saved to
     ``run_dir/round-0``, draws its best samples (:mod:`generators.distillation`), and a fresh one
     is trained on them too (into ``run_dir/round-1`` if another round follows, else into
-    ``run_dir``); each round resumes on its own.
+    ``run_dir``); each round resumes on its own. With ``config.calibrate`` on, the trained
+    generator then calibrates its best-of-k weight (:mod:`generators.calibration`), saved with
+    it and plotted as ``run_dir/calibration.png``.
     checkpoints: how many checkpoints to write over the run (the last is always kept);
     callbacks: extra Lightning callbacks.
     """
@@ -140,6 +142,14 @@ def train_generator(
         where = out / round_dir(r) if r < rounds else out
         summary = train_round(generator, dataset, where, distilled, **options)
         seconds += time.perf_counter() - t0
+    if generator.config.calibrate.candidates:
+        from pipelines.evaluation_plots import plot_calibration
+
+        t0 = time.perf_counter()
+        calibration = generator.calibrate()
+        seconds += time.perf_counter() - t0
+        generator.save(out)
+        plot_calibration(calibration, out / "calibration.png")
     return replace(summary, seconds=seconds)
 
 

@@ -10,11 +10,10 @@ from rich.console import Console
 from zoo_fixtures import tiny_spec_dict
 
 from pipelines.demo import (
-    BEST_OF,
     FIRST_ROUND,
     HEADINGS,
-    SELECTED,
     VARIANTS,
+    preset_flow,
     run_demo,
     summary_table,
 )
@@ -27,15 +26,24 @@ def test_demo_on_a_tiny_zoo(tmp_path: Path) -> None:
     console = Console(record=True, width=100)
     result = run_demo(tmp_path, spec=spec, workers=0, max_steps=5, n=4, folds=2,
                       console=console)  # fmt: skip
-    best = f"canonical, best of {BEST_OF}"
+    calibrate = preset_flow({}).config.calibrate
+    k = calibrate.candidates
+    best = f"canonical, best of {k}"
     assert set(result["summary"]) == {*VARIANTS, FIRST_ROUND, best}
     assert (
         json.loads((tmp_path / "demo.json").read_text())["summary"].keys()
         == result["summary"].keys()
     )
-    pooled = json.loads((tmp_path / "flow-canonical" / f"best-of-{BEST_OF}" /
+    pooled = json.loads((tmp_path / "flow-canonical" / f"best-of-{k}" /
                          "evaluation.json").read_text())  # fmt: skip
-    assert pooled["settings"]["sample_options"] == SELECTED
+    # the preset's calibrated best of k, each fold keeping by its own weight
+    expected = {"candidates": k, "select": "weighted", **calibrate.options}
+    assert pooled["settings"]["sample_options"] == expected
+    assert len(result["best_of"]["calibrated_weights"]) == 2
+    for f in range(2):
+        assert (tmp_path / "flow-canonical" / f"fold-{f}" / "calibration.png").is_file()
+    # the comparisons neither distil nor calibrate
+    assert not (tmp_path / "flow-raw" / "fold-0" / "calibration.png").exists()
     assert pooled["settings"]["folds"] == 2
     assert all(Path(p).is_file() for p in result["plots"])
     text = console.export_text()

@@ -299,7 +299,7 @@ def test_cli_help_states_the_default_weight() -> None:
     from generators.selection import DISAGREEMENT_WEIGHT
     from pipelines.commands.generators import WeightOpt
 
-    assert f"(default {DISAGREEMENT_WEIGHT})" in WeightOpt.help
+    assert f"else {DISAGREEMENT_WEIGHT})" in WeightOpt.help
 
 
 def test_sample_into_a_given_buffer(trained: FlowGenerator) -> None:

@@ -33,8 +33,8 @@ def test_every_shipped_variant_has_a_style(variants: ModuleType) -> None:
     assert variants.variant_kind("best of 8, novel",
                                  {"sample_options": variants.NOVEL}) == "novel"  # fmt: skip
     assert variants.variant_kind("best of 8, weighted 0.45",
-                                 {"sample_options": variants.SELECTED}) == "weighted"  # fmt: skip
-    distilled = {"sample_options": variants.SELECTED, "distilled": True}
+                                 {"sample_options": variants.WEIGHTED_8}) == "weighted"  # fmt: skip
+    distilled = {"sample_options": variants.WEIGHTED_8, "distilled": True}
     assert variants.variant_kind("d", distilled) == "distilled, weighted"
     assert variants.variant_kind("d", {"distilled": True}) == "distilled"
     for name, (overrides, _) in variants.VARIANTS.items():  # distilled: the preset's own rows

@@ -165,6 +165,9 @@ class FlowGenerator(WeightGenerator):
     def _affine_code(self, group: int, **options: Any) -> AffineCode | None:
         return self._code(group, self._sampling(options))
 
+    def check_sample_options(self, options: dict[str, Any]) -> None:
+        self._sampling(options)
+
     def _code(self, group: int, sc: FlowSamplingConfig) -> AffineCode | None:
         """Draws on per-group principal components, without novelty noise, are decoded by one
         affine map of their codes (:func:`pca_code`); others (the full space) are not."""

@@ -31,9 +31,28 @@ SelectOpt = typer.Option(
 )
 WeightOpt = typer.Option(
     help="W of --select weighted: accuracy points given up per point of disagreement gained "
-    "(default 0.45)"
+    "(default: the generator's calibrated weight, else 0.45)"
+)
+CalibratedOpt = typer.Option(
+    "--calibrated",
+    help="the generator's calibrated best of k: --candidates K --select weighted with the weight "
+    "and sampling options it calibrated at training time (calibrate.candidates in its config)",
 )
 TemperatureOpt = typer.Option(help="source-noise scale (default: the generator's config)")
+
+
+def calibrated_options(run_dir: Path, given: dict[str, Any]) -> dict[str, Any]:
+    """``--calibrated``: the best-of-k sampling options the generator of ``run_dir`` (or of its
+    first fold) calibrated, without the weight (each generator keeps by its own, the default of
+    ``sample``); a ValueError naming any option given beside it (``given``: those set)."""
+    from pipelines.crossval import fold_dirs
+    from pipelines.demo import calibrated_best_of
+
+    if given:
+        names = ", ".join(f"--{k.replace('_', '-')}" for k in given)
+        raise ValueError(f"--calibrated sets the sampling options itself; drop {names}")
+    folds = fold_dirs(run_dir)
+    return calibrated_best_of(folds[0] if folds else run_dir)
 
 
 @app.command("train-generator")
@@ -102,6 +121,13 @@ def train_generator_cmd(
                       f"the first also on {dc.per_net} nets per training net drawn by the "
                       f"last (best of {dc.candidates}, weighted {dc.disagreement_weight}); the "
                       f"first: {out / round_dir(0)}")  # fmt: skip
+    if gen.calibration is not None:
+        c = gen.calibration
+        console.print(f"calibrated: best of {c.candidates} keeps the highest validation accuracy + "
+                      f"{c.disagreement_weight:.2f} x disagreement with the nearest training net "
+                      f"(cross-fitted on the validation split: {c.reached:.3f} for a target of "
+                      f"{c.target:.3f}); plot: {out / 'calibration.png'}; "
+                      "sample with --calibrated")  # fmt: skip
     note = f" (resumed at step {s.resumed_from})" if s.resumed_from else ""
     console.print(f"{s.steps} steps in {s.seconds:.1f} s{note}, final loss {s.final_loss:.4f}; "
                   f"weights: {'raw' if raw else 'canonical'}")  # fmt: skip
@@ -147,6 +173,7 @@ def sample(
     candidates: Annotated[int, CandidatesOpt] = 1,
     select: Annotated[str, SelectOpt] = "closest",
     disagreement_weight: Annotated[float | None, WeightOpt] = None,
+    calibrated: Annotated[bool, CalibratedOpt] = False,
 ) -> None:
     """Sample new networks from a trained generator and write them to a file."""
     import time
@@ -155,10 +182,15 @@ def sample(
 
     gen = load_generator(run_dir)
     opts = {k: v for k, v in dict(steps=steps, solver=solver, guidance=guidance, novelty=novelty,
-                                  temperature=temperature).items() if v is not None}  # fmt: skip
+                                  temperature=temperature, disagreement_weight=disagreement_weight,
+                                  ).items() if v is not None}  # fmt: skip
+    opts.update({k: v for k, v in dict(candidates=candidates, select=select).items()
+                 if v not in (1, "closest")})  # fmt: skip
+    if calibrated:
+        opts = calibrated_options(run_dir, opts)
+    candidates, select = opts.get("candidates", 1), opts.get("select", "closest")
     t0 = time.perf_counter()
-    pop = gen.sample(n, task=task, width=width, seed=seed, target=target, candidates=candidates,
-                     select=select, disagreement_weight=disagreement_weight, **opts)  # fmt: skip
+    pop = gen.sample(n, task=task, width=width, seed=seed, target=target, **opts)
     dt = time.perf_counter() - t0
     path = save_population(pop, out)
     Console().print(f"{n} {pop.task} nets of width {pop.arch.width} ({pop.arch.num_params} "
@@ -196,6 +228,7 @@ def evaluate(
     candidates: Annotated[int, CandidatesOpt] = 1,
     select: Annotated[str, SelectOpt] = "closest",
     disagreement_weight: Annotated[float | None, WeightOpt] = None,
+    calibrated: Annotated[bool, CalibratedOpt] = False,
 ) -> None:
     """Accuracy, novelty, diversity, ensembles and fidelity of generated nets vs held-out ones.
 
@@ -214,10 +247,6 @@ def evaluate(
               "disagreement_weight": WEIGHT_SWEEP}  # fmt: skip
     if knob not in sweeps:
         raise ValueError(f"unknown knob {knob!r} ({', '.join(sweeps)})")
-    check_rule(select)
-    if knob == "disagreement_weight" and (select != "weighted" or candidates < 2):
-        raise ValueError("knob disagreement_weight sweeps --select weighted: "
-                         "add --candidates K (K >= 2) --select weighted")  # fmt: skip
     given = {
         "candidates": (candidates, 1),
         "select": (select, "closest"),
@@ -225,6 +254,13 @@ def evaluate(
         "disagreement_weight": (disagreement_weight, None),
     }  # (value, default); a sweep still sweeps its knob
     options: dict[str, Any] = {k: v for k, (v, default) in given.items() if v != default}
+    if calibrated:  # each fold's generator keeps by its own calibrated weight
+        options = calibrated_options(run_dir, options)
+    select = options.get("select", "closest")
+    check_rule(select)
+    if knob == "disagreement_weight" and (select != "weighted" or options.get("candidates", 1) < 2):
+        raise ValueError("knob disagreement_weight sweeps --select weighted: "
+                         "add --candidates K (K >= 2) --select weighted")  # fmt: skip
     settings = EvalSettings(n=n, seed=seed, knob=knob, sweep=sweeps[knob], sample_options=options)
     if not (Path(run_dir) / CONFIG_FILE).is_file() and fold_dirs(run_dir):
         report = evaluate_folds(run_dir, zoo, settings, out, label=str(run_dir))
