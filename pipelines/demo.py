@@ -228,9 +228,10 @@ def run_demo(
     best = f"canonical, best of {k}"
     weights = [load_generator(d).calibrated_sampling()["disagreement_weight"]
                for d in fold_dirs(canonical_dir)]  # fmt: skip
-    console.rule(f"4/5 the canonical generators again, keeping one of {k} draws per prompt (the "
-                 f"highest validation accuracy + w x novelty, w calibrated per fold: "
-                 f"{', '.join(f'{w:.2f}' for w in weights)})")  # fmt: skip
+    console.rule(f"4/5 the canonical generators again, keeping one of {k} draws per prompt")
+    console.print(f"kept: the highest validation accuracy + w x disagreement with the nearest "
+                  f"training net, w calibrated by each fold's generator (validation split only): "
+                  f"{', '.join(f'{w:.2f}' for w in weights)}")  # fmt: skip
     t0 = time.perf_counter()
     reports[best] = evaluate_folds(
         canonical_dir, store,

@@ -188,6 +188,33 @@ def test_cli_train_sample_evaluate(store: str, tmp_path: Path, capsys) -> None:
     assert "needs folds >= 2" in capsys.readouterr().err
 
 
+def test_cli_calibrated_training_and_evaluation(store: str, tmp_path: Path, capsys) -> None:
+    """A config with [calibrate] calibrates every fold's generator (saved and plotted beside
+    it); ``zoo evaluate --calibrated`` samples each with its own weight."""
+    cfg = tmp_path / "tiny.toml"
+    cfg.write_text("[model]\nhidden = 32\ncond_dim = 16\n[training]\nbatch_size = 16\n"
+                   "[calibrate]\ncandidates = 2\nper_net = 1\noptions = { steps = 2 }\n")  # fmt: skip
+    cv = tmp_path / "cv"
+    assert main(["train-generator", "flow", "--zoo", store, "--out", str(cv), "--config",
+                 str(cfg), "--max-steps", "5", "--folds", "2"]) == 0  # fmt: skip
+    capsys.readouterr()
+    gens = [load_generator(cv / f"fold-{f}") for f in (0, 1)]
+    assert all(g.calibration is not None and g.calibration.candidates == 2 for g in gens)
+    assert all((cv / f"fold-{f}" / "calibration.png").is_file() for f in (0, 1))
+    assert main(["evaluate", str(cv), "--zoo", store, "--n", "4", "--calibrated"]) == 0
+    report = json.loads((cv / "evaluation" / "evaluation.json").read_text())
+    assert report["settings"]["sample_options"] == {"candidates": 2, "select": "weighted",
+                                                    "steps": 2}  # fmt: skip
+    assert main(["evaluate", str(cv), "--zoo", store, "--calibrated", "--candidates", "3"]) == 2
+    assert "--calibrated sets the sampling options itself; drop --candidates" in (
+        capsys.readouterr().err
+    )
+    run = tmp_path / "one"
+    assert main(["train-generator", "flow", "--zoo", store, "--out", str(run), "--config",
+                 str(cfg), "--max-steps", "5"]) == 0  # fmt: skip
+    assert "calibrated: best of 2 keeps" in capsys.readouterr().out
+
+
 def test_cli_errors(store: str, tmp_path: Path, capsys) -> None:
     assert (
         main(["sample", str(tmp_path), "--n", "3", "--out", str(tmp_path / "x.safetensors")]) == 2
