@@ -69,7 +69,9 @@ BEST_OF_32: dict = {**BEST_OF_16, "candidates": 32}
 UNDISTILLED: dict = {"distill.per_net": 0, "calibrate.candidates": 0}
 # the preset's calibrated best of 16 (zoo demo's setting): no weight given, so each fold's
 # generator keeps by its own calibrated one
-CALIBRATED: dict = {"candidates": 16, "select": "weighted", "temperature": 1.0, "steps": 4}
+CALIBRATED: dict = {
+    "candidates": 16, "select": "weighted", "temperature": 1.0, "steps": 4, "solver": "euler",
+}  # fmt: skip
 # the demo's rule with two and four times its candidates: more candidates move its frontier
 WEIGHTED_16: dict = {**WEIGHTED_8, "candidates": 16, "disagreement_weight": 0.55}
 WEIGHTED_32: dict = {**WEIGHTED_8, "candidates": 32, "disagreement_weight": 0.6}
