@@ -285,11 +285,10 @@ class WeightGenerator(ABC):
         rng = torch.Generator().manual_seed(int(seed))
         props = None
         if info.has_property:
-            pool = torch.tensor(info.group_props[g] or [info.prop_mean])
             props = (
                 torch.full((n,), float(target))
                 if target is not None
-                else pool[torch.randint(len(pool), (n,), generator=rng)]
+                else info.draw_prompts(g, n, rng)
             )
         elif target is not None:
             raise ValueError("this generator was trained without a conditioning property")
@@ -312,10 +311,10 @@ class WeightGenerator(ABC):
         code = self._affine_code(g, **options)  # the draws' code, if they have one
         reference = None
         if select in NOVELTY_RULES:  # the nearest-net search runs on the codes, if any
-            reference = self.training_reference(g, **options)
+            reference = self._training_nets(g, code)
         forward = None  # the candidates' validation outputs from their codes, if it can
         if selection.property.startswith("val_"):
-            forward = self._coded_forward(g, min(n, per_round) * candidates, **options)
+            forward = self._coded_forward(g, code, min(n, per_round) * candidates)
         measured, novelty = [], []
         size = info.padded.indices[g].numel()
         # one (a round's candidates, N_g) buffer for every round, and the kept nets written in
@@ -350,16 +349,20 @@ class WeightGenerator(ABC):
         """Group ``group``'s training nets and their validation predictions, set up for draws
         with these sampling options (their nearest-net search runs on the draws' codes, where
         they have one)."""
+        return self._training_nets(group, self._affine_code(group, **options))
+
+    def _training_nets(self, group: int, code: AffineCode | None) -> TrainingNets:
+        """:meth:`training_reference` for draws decoded by ``code`` (None: no code)."""
         info = self.require_info()
         grp = info.groups[group]
-        code = self._affine_code(group, **options)
         return TrainingNets.of(grp.arch, grp.task, info.training_nets(group), code)
 
-    def _coded_forward(self, group: int, models: int, **options: Any) -> CodedForward | None:
-        """The validation outputs of ``group``'s draws from their codes, ``models`` at a time,
-        where the draws have a code and the architecture an input layer to factor out."""
+    def _coded_forward(
+        self, group: int, code: AffineCode | None, models: int
+    ) -> CodedForward | None:
+        """The validation outputs of ``group``'s draws from their codes (``code``), ``models``
+        at a time, where they have one and the architecture an input layer to factor out."""
         grp = self.require_info().groups[group]
-        code = self._affine_code(group, **options)
         if code is None or not grp.arch.input_layer:
             return None
         return CodedForward(grp.arch, code, get_task(grp.task).split("val")[0], models)
@@ -376,8 +379,8 @@ class WeightGenerator(ABC):
         ``sample`` measures its candidates (the calibration reads them point by point)."""
         self.network.eval()
         grp = self.require_info().groups[group]
-        forward = self._coded_forward(group, min(len(prompts), SELECT_CANDIDATES), **options)
         code = self._affine_code(group, **options)
+        forward = self._coded_forward(group, code, min(len(prompts), SELECT_CANDIDATES))
         x_val = get_task(grp.task).split("val")[0]
         predicted, nearest = [], []
         for a in range(0, len(prompts), SELECT_CANDIDATES):

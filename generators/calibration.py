@@ -144,9 +144,7 @@ def calibrate_weight(generator: WeightGenerator, cfg: CalibrateConfig, seed: int
         reference = generator.training_reference(g, **cfg.options)
         targets[grp.key] = float(leave_one_out_disagreement(train_w, reference.labels).mean())
         rng = torch.Generator().manual_seed(seed + g)
-        pool = torch.tensor(info.group_props[g] or [info.prop_mean])
-        n = cfg.per_net * len(train_w)
-        prompts = pool[torch.randint(len(pool), (n,), generator=rng)]
+        prompts = info.draw_prompts(g, cfg.per_net * len(train_w), rng)  # (n,)
         predicted, nearest = generator.draw_predictions(
             prompts.repeat_interleave(cfg.candidates), g, rng, reference, **cfg.options
         )  # (n * k, V), (n * k,)

@@ -125,6 +125,12 @@ class DatasetInfo:
         out.update({f"{TRAIN_WEIGHTS}.{g}": w for g, w in enumerate(self.train_weights)})
         return out
 
+    def draw_prompts(self, g: int, n: int, rng: torch.Generator) -> Tensor:
+        """(n,) property values to prompt group g with, drawn (with replacement) from its training
+        models' values (the mean of all groups' where it has none)."""
+        pool = torch.tensor(self.group_props[g] or [self.prop_mean])
+        return pool[torch.randint(len(pool), (n,), generator=rng)]
+
     def training_nets(self, g: int) -> Tensor:
         """(M_g, N_g) weights of group g's training models, or a ValueError for a generator
         saved without them."""

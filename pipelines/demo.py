@@ -8,8 +8,8 @@ their first rounds evaluated too) -> sample 100 nets -> evaluate on held-out rea
 canonical generators once more with best-of-16 sampling (:mod:`generators.selection`: of 16
 draws per prompt, the one with the highest validation accuracy + w x its disagreement with its
 nearest training net, w calibrated by each generator on its own training nets and validation
-split, :mod:`generators.calibration`; source-noise temperature 1, 4 Heun steps) -> short tables
-and the paths of the plots.
+split, :mod:`generators.calibration`; drawn with the options it was calibrated with: in the
+preset, source-noise temperature 1 and 4 Euler steps) -> short tables and the paths of the plots.
 The phases are needed by the default generator config (``data/generators/flow.toml``), which
 leaves out the ``collapsed`` nets (``data.exclude_phases``).
 """
@@ -57,13 +57,11 @@ WEIGHTED_8: dict[str, Any] = {
 }  # fmt: skip
 
 
-def calibrated_best_of(run_dir: str | Path) -> dict[str, Any]:
-    """The best-of-k sampling options a trained generator (``run_dir``) was calibrated for,
-    without the weight itself (:mod:`generators.calibration`): evaluated fold by fold, each
-    fold's generator then keeps by its own calibrated weight."""
-    from generators import load_generator
-
-    opts = load_generator(run_dir).calibrated_sampling()
+def calibrated_best_of(gen: Any) -> dict[str, Any]:
+    """The best-of-k sampling options a trained generator was calibrated for, without the weight
+    itself (:mod:`generators.calibration`): evaluated fold by fold, each fold's generator then
+    keeps by its own calibrated weight."""
+    opts = gen.calibrated_sampling()
     return {k: v for k, v in opts.items() if k != "disagreement_weight"}
 
 
@@ -223,11 +221,11 @@ def run_demo(
     )  # fmt: skip
     timings["train_and_evaluate"] = time.perf_counter() - t0
 
-    selected = calibrated_best_of(canonical_dir / "fold-0")
+    fold_gens = [load_generator(d) for d in fold_dirs(canonical_dir)]
+    selected = calibrated_best_of(fold_gens[0])
     k = selected["candidates"]
     best = f"canonical, best of {k}"
-    weights = [load_generator(d).calibrated_sampling()["disagreement_weight"]
-               for d in fold_dirs(canonical_dir)]  # fmt: skip
+    weights = [g.calibration.disagreement_weight for g in fold_gens]
     console.rule(f"4/5 the canonical generators again, keeping one of {k} draws per prompt")
     console.print(f"kept: the highest validation accuracy + w x disagreement with the nearest "
                   f"training net, w calibrated by each fold's generator (validation split only): "
@@ -241,7 +239,7 @@ def run_demo(
     timings["evaluate_best_of"] = time.perf_counter() - t0
 
     console.rule("5/5 report")
-    gen = load_generator(canonical_dir / "fold-0")
+    gen = fold_gens[0]
     t0 = time.perf_counter()
     pop = gen.sample(1000, seed=0)
     timings["sample_1000"] = time.perf_counter() - t0

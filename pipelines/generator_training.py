@@ -140,16 +140,9 @@ def train_generator(
         if r > 0:
             distilled = generator.distill(dataset)  # deterministic: a resumed run draws the same
         where = out / round_dir(r) if r < rounds else out
-        summary = train_round(generator, dataset, where, distilled, **options)
+        summary = train_round(generator, dataset, where, distilled, calibrate=r == rounds,
+                              **options)  # fmt: skip
         seconds += time.perf_counter() - t0
-    if generator.config.calibrate.candidates:
-        from pipelines.evaluation_plots import plot_calibration
-
-        t0 = time.perf_counter()
-        calibration = generator.calibrate()
-        seconds += time.perf_counter() - t0
-        generator.save(out)
-        plot_calibration(calibration, out / "calibration.png")
     return replace(summary, seconds=seconds)
 
 
@@ -162,9 +155,11 @@ def round_dir(r: int) -> str:
 def train_round(
     generator: WeightGenerator, dataset: WeightDataset, out: Path, distilled: Distilled | None,
     devices: int | str, accelerator: str, resume: bool, progress: bool, checkpoints: int,
-    callbacks: list[L.Callback] | None,
+    callbacks: list[L.Callback] | None, calibrate: bool = False,
 ) -> TrainSummary:  # fmt: skip
-    """One Lightning run from a freshly prepared network (on ``dataset`` plus ``distilled``)."""
+    """One Lightning run from a freshly prepared network (on ``dataset`` plus ``distilled``);
+    ``calibrate``: the last round, whose generator then calibrates by ``config.calibrate``
+    before it is saved."""
     steps = generator.config.training.max_steps
     generator.prepare(dataset, distilled)  # deterministic: a resumed run rebuilds the same state
     ckpt_dir = out / CHECKPOINT_DIR
@@ -200,6 +195,10 @@ def train_round(
     generator.network.eval()
     loss = trainer.callback_metrics.get("train_loss")
     if trainer.is_global_zero:
+        if calibrate and generator.calibrate() is not None:
+            from pipelines.evaluation_plots import plot_calibration
+
+            plot_calibration(generator.calibration, out / "calibration.png")
         generator.save(out)
     return TrainSummary(out, int(trainer.global_step), seconds,
                         float(loss) if loss is not None else float("nan"), start)  # fmt: skip

@@ -41,18 +41,16 @@ CalibratedOpt = typer.Option(
 TemperatureOpt = typer.Option(help="source-noise scale (default: the generator's config)")
 
 
-def calibrated_options(run_dir: Path, given: dict[str, Any]) -> dict[str, Any]:
-    """``--calibrated``: the best-of-k sampling options the generator of ``run_dir`` (or of its
-    first fold) calibrated, without the weight (each generator keeps by its own, the default of
-    ``sample``); a ValueError naming any option given beside it (``given``: those set)."""
-    from pipelines.crossval import fold_dirs
+def calibrated_options(gen: Any, given: dict[str, Any]) -> dict[str, Any]:
+    """``--calibrated``: the best-of-k sampling options the generator ``gen`` calibrated,
+    without the weight (each generator keeps by its own, the default of ``sample``); a
+    ValueError naming any option given beside it (``given``: those set)."""
     from pipelines.demo import calibrated_best_of
 
     if given:
         names = ", ".join(f"--{k.replace('_', '-')}" for k in given)
         raise ValueError(f"--calibrated sets the sampling options itself; drop {names}")
-    folds = fold_dirs(run_dir)
-    return calibrated_best_of(folds[0] if folds else run_dir)
+    return calibrated_best_of(gen)
 
 
 @app.command("train-generator")
@@ -187,7 +185,7 @@ def sample(
     opts.update({k: v for k, v in dict(candidates=candidates, select=select).items()
                  if v not in (1, "closest")})  # fmt: skip
     if calibrated:
-        opts = calibrated_options(run_dir, opts)
+        opts = calibrated_options(gen, opts)
     candidates, select = opts.get("candidates", 1), opts.get("select", "closest")
     t0 = time.perf_counter()
     pop = gen.sample(n, task=task, width=width, seed=seed, target=target, **opts)
@@ -255,7 +253,8 @@ def evaluate(
     }  # (value, default); a sweep still sweeps its knob
     options: dict[str, Any] = {k: v for k, (v, default) in given.items() if v != default}
     if calibrated:  # each fold's generator keeps by its own calibrated weight
-        options = calibrated_options(run_dir, options)
+        folds = fold_dirs(run_dir)
+        options = calibrated_options(load_generator(folds[0] if folds else run_dir), options)
     select = options.get("select", "closest")
     check_rule(select)
     if knob == "disagreement_weight" and (select != "weighted" or options.get("candidates", 1) < 2):
