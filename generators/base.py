@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import Tensor, nn
 
 from generators.affine_code import AffineCode
@@ -29,6 +29,7 @@ from generators.config import GeneratorConfig
 from generators.dataset import WeightDataset
 from generators.distillation import Distilled, distill_nets
 from generators.info import DatasetInfo
+from generators.run_dir import CONFIG_FILE, FORMAT_VERSION, WEIGHTS_FILE, read_run_dir
 from generators.selection import (
     DISAGREEMENT_WEIGHT,
     NOVELTY_RULES,
@@ -41,9 +42,6 @@ from zoo.population import Population
 from zoo.tasks import get_task
 from zoo.training import predicted_class, split_outputs
 
-CONFIG_FILE = "generator.json"
-WEIGHTS_FILE = "generator.safetensors"
-FORMAT_VERSION = 1
 WARMUP_SHARE = 0.05
 
 
@@ -429,24 +427,3 @@ class WeightGenerator(ABC):
         if "calibration" in meta:
             gen.calibration = Calibration.from_dict(meta["calibration"])
         return gen
-
-
-def read_run_dir(run_dir: str | Path) -> tuple[dict[str, Any], dict[str, Tensor]]:
-    """(metadata, tensors) of a saved generator, or a FileNotFoundError / ValueError."""
-    d = Path(run_dir)
-    if not d.is_dir():
-        raise FileNotFoundError(f"generator run dir {d} does not exist")
-    if not (d / CONFIG_FILE).is_file() or not (d / WEIGHTS_FILE).is_file():
-        raise FileNotFoundError(
-            f"{d} is not a weightzoo generator (expected {CONFIG_FILE} and {WEIGHTS_FILE}; "
-            "train one with `zoo train-generator`)"
-        )
-    try:
-        meta = json.loads((d / CONFIG_FILE).read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{d / CONFIG_FILE} is not valid JSON: {e}") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT_VERSION or "kind" not in meta:
-        raise ValueError(
-            f"{d / CONFIG_FILE} is not a weightzoo generator file (format {FORMAT_VERSION})"
-        )
-    return meta, load_file(d / WEIGHTS_FILE)

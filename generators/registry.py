@@ -9,9 +9,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from generators.base import CONFIG_FILE, WeightGenerator, read_run_dir
+from generators.base import WeightGenerator
 from generators.config import GeneratorConfig
 from generators.flow import FlowGenerator
+from generators.run_dir import CONFIG_FILE, read_run_dir
 
 GENERATORS: dict[str, type[WeightGenerator]] = {FlowGenerator.kind: FlowGenerator}
 

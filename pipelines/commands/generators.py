@@ -233,7 +233,7 @@ def evaluate(
     RUN_DIR is one generator, or a cross-validated run (``--folds``): then every fold's
     generator is evaluated on its own held-out models and the results are pooled."""
     from generators import load_generator
-    from generators.base import CONFIG_FILE
+    from generators.run_dir import CONFIG_FILE
     from generators.selection import check_rule
     from pipelines.crossval import evaluate_folds, fold_dirs
     from pipelines.demo import per_group_table, summary_table
