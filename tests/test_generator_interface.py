@@ -104,7 +104,9 @@ def test_a_kind_from_a_test_file_trains_samples_evaluates_and_reloads(
     losses = gen.fit(dataset)
     rms = float(gen.rows.pow(2).mean().sqrt())  # the max-likelihood std
     assert len(losses) == 40
-    assert abs(float(gen.net["log_std"].detach().exp()) - rms) < 0.5 * abs(torch.e - rms), "it learns"
+    assert abs(float(gen.net["log_std"].detach().exp()) - rms) < 0.5 * abs(torch.e - rms), (
+        "it learns"
+    )
     lit = generators.make_generator("mean-noise", MeanNoiseConfig().with_overrides(TINY))
     train_generator(lit, dataset, tmp_path / "run", progress=False)
     torch.testing.assert_close(lit.net["log_std"], gen.net["log_std"])  # same steps, same seeds
