@@ -325,9 +325,16 @@ def demo(
         int | None, typer.Option(help="Dask workers for the zoo build (default: one per core)")
     ] = None,
     max_steps: Annotated[
-        int | None, typer.Option(help="override the flow's training steps")
+        int | None,
+        typer.Option(help="training steps of every kind (default: each preset's own)"),
     ] = None,
-    folds: Annotated[int, typer.Option(help="cross-validation folds (>= 2)")] = 5,
+    kind: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="KIND",
+            help="train this kind only (repeat for several; default: every registered kind)",
+        ),
+    ] = None,
 ) -> None:
     """Run every stage on the default zoo and compare every registered generator kind.
 
@@ -338,4 +345,4 @@ def demo(
     columns and the paths of the plots. Cross-validation: train-generator --folds K."""
     from pipelines.demo import run_demo
 
-    run_demo(out, workers=workers, max_steps=max_steps, folds=folds)
+    run_demo(out, workers=workers, max_steps=max_steps, kinds=kind)
