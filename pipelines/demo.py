@@ -162,7 +162,13 @@ def run_demo(
     per width in each evaluation; ``overrides``: config overrides per kind, over
     ``DEMO_OVERRIDES``; ``timing_nets``: nets sampled to time the sampling (the table quotes
     seconds per 1,000)."""
-    from generators import GENERATORS, WeightDataset, load_generator, save_population
+    from generators import (
+        GENERATORS,
+        WeightDataset,
+        calibrated_sampling,
+        load_generator,
+        save_population,
+    )
     from pipelines.build import build_zoo
     from pipelines.canonicalize_stage import canonicalize_zoo
     from pipelines.evaluate import EvalSettings, evaluate_generator
@@ -220,7 +226,7 @@ def run_demo(
                 gen, read, EvalSettings(n=n, sweep=(), sample_options=opts),
                 run_dir / f"best-of-{opts['candidates']}", label=f"{kind}, calibrated",
             )  # fmt: skip
-            seconds.append(per_1000 * sampling_seconds(gen, timing_nets, gen.calibrated_sampling()))
+            seconds.append(per_1000 * sampling_seconds(gen, timing_nets, calibrated_sampling(gen)))
             if (run_dir / "calibration.png").is_file():
                 plots.append(str(run_dir / "calibration.png"))
         columns.append(column(kind, plain, calibrated, trained.seconds,

@@ -21,6 +21,8 @@ from typing import Any
 from rich import box
 from rich.table import Table
 
+from generators import calibrated_sampling, calibration_of, sample
+
 # the figures of one sampling way, as read from an evaluation report's summary
 READINGS = ("acc_ratio_free", "distance_ratio", "nn_disagreement", "diversity")
 REAL = "real nets"
@@ -30,20 +32,20 @@ def calibrated_best_of(gen: Any) -> dict[str, Any]:
     """The best-of-k sampling options a trained generator was calibrated for, without the weight
     itself (:mod:`generators.calibration`): evaluated fold by fold, each fold's generator then
     keeps by its own calibrated weight."""
-    opts = gen.calibrated_sampling()
+    opts = calibrated_sampling(gen)
     return {k: v for k, v in opts.items() if k != "disagreement_weight"}
 
 
 def is_calibrated(gen: Any) -> bool:
-    return getattr(gen, "calibration", None) is not None
+    return calibration_of(gen) is not None
 
 
 def sampling_seconds(gen: Any, n: int = 1000, options: dict[str, Any] | None = None) -> float:
     """Seconds to sample ``n`` nets of the generator's widest width (its default) with
     ``options``, timed once after a warm-up draw of a few nets."""
-    gen.sample(4, seed=1, **(options or {}))
+    sample(gen, 4, seed=1, **(options or {}))
     t0 = time.perf_counter()
-    gen.sample(n, seed=0, **(options or {}))
+    sample(gen, n, seed=0, **(options or {}))
     return time.perf_counter() - t0
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from generators import GENERATORS, load_generator
+from generators import GENERATORS, calibration_of, load_generator
 from pipelines.kinds import column, comparison_table
 
 
@@ -24,8 +24,9 @@ def test_demo_trains_and_compares_every_registered_kind(tiny_demo: tuple) -> Non
         assert gen.kind == c["kind"] and not (out / c["kind"] / "fold-0").exists()
         assert (out / c["kind"] / "evaluation" / "evaluation.json").is_file()
         assert c["train_seconds"] > 0 and c["plain"]["seconds_per_1000"] > 0
-        if gen.calibration is not None:  # the calibrated best of k, evaluated with its options
-            k = gen.calibration.candidates
+        calibration = calibration_of(gen)
+        if calibration is not None:  # the calibrated best of k, evaluated with its options
+            k = calibration.candidates
             report = json.loads((out / c["kind"] / f"best-of-{k}" / "evaluation.json").read_text())
             assert report["settings"]["sample_options"]["candidates"] == k
             assert c["calibrated"]["acc_ratio_free"] == report["summary"]["acc_ratio_free"]
