@@ -182,7 +182,9 @@ def run_demo(
         sampling_seconds,
     )
 
-    console = console or Console()
+    if console is None:  # the kinds table fits 100 columns: not cut at 80 when piped to a file
+        console = Console()
+        console = console if console.is_terminal else Console(width=100)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     store = str(out / "zoo.zarr")
