@@ -129,6 +129,7 @@ def main() -> None:
     results = json.loads(args.out.read_text()) if args.out.exists() and args.kinds else {}
     columns: dict[str, Any] = {c["kind"]: c for c in results.get("kinds", [])}
     console = Console()
+    console = console if console.is_terminal else Console(width=100)  # the table's width
     with tempfile.TemporaryDirectory() as tmp:
         for kind in args.kinds or list(GENERATORS):
             t0 = time.perf_counter()
