@@ -31,9 +31,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor
 
-from generators.base import WeightGenerator
+from generators.base import ExtraNets, WeightGenerator
 from generators.dataset import WeightDataset
-from generators.distillation import Distilled
 from generators.hyper.config import HyperConfig, HyperSamplingConfig
 from generators.hyper.encoding import ParamScaler
 from generators.hyper.head import fan_in_scale
@@ -122,9 +121,9 @@ class HyperGenerator(WeightGenerator):
         embed = 0 if self.conditioned_on_params else len(info.tasks)
         self._net = HyperNetwork(theta0, scale, len(self.scaler.names), embed, self.config.model)
 
-    def _prepare(self, dataset: WeightDataset, distilled: Distilled | None = None) -> None:
+    def _prepare(self, dataset: WeightDataset, extra: ExtraNets | None = None) -> None:
         """Conditioning vocabulary, theta_0, the training rows' groups and targets, and the
-        tasks' training data; ``distilled`` nets are not used (the loss needs no samples)."""
+        tasks' training data; ``extra`` nets are not used (the loss needs no samples)."""
         info = self.require_info()
         params = task_parameters(info.tasks)
         if uses_params(self.config.model.conditioning, info.tasks, params):

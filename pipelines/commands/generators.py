@@ -17,6 +17,7 @@ class Kind(StrEnum):
     """Generator kinds offered on the command line (more arrive with their issues)."""
 
     flow = "flow"
+    hyper = "hyper"
 
 
 ZooOpt = Annotated[str, typer.Option("--zoo", help="store path or fsspec URL")]
