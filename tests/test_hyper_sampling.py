@@ -26,7 +26,7 @@ def test_sample_gives_n_different_nets_of_the_group_layout(sinusoid_gen: HyperGe
     assert torch.cdist(w, w).add(torch.eye(4)).min() > 0  # n different nets (the noise input)
     same = sinusoid_gen.sample(4, task=SINUSOIDS[1], width=3, seed=1).weights()
     assert torch.equal(w, same)
-    one = sinusoid_gen.sample(4, task=SINUSOIDS[1], width=3, seed=1, noise=0.0).weights()
+    one = sinusoid_gen.sample(4, task=SINUSOIDS[1], width=3, seed=1, temperature=0.0).weights()
     assert torch.equal(one, one[:1].expand(4, -1))  # no noise: the single net of the task
 
 
@@ -62,7 +62,7 @@ def test_tasks_it_cannot_embed_get_one_line_errors(sinusoid_gen: HyperGenerator)
             r"width 7 is not available",
         ),
         ({"target": 0.9}, r"target"),
-        ({"noise": 2.0}, r"sampling.noise must be in \[0, 1\]"),
+        ({"temperature": -1.0}, r"sampling.temperature must be >= 0"),
         ({"steps": 3}, r"unknown sampling option\(s\) \['steps'\]"),
     ]
     for kwargs, message in cases:

@@ -72,14 +72,15 @@ class HyperObjectiveConfig:
 
 @dataclass
 class HyperSamplingConfig:
-    """Sampling defaults. noise: spread of the noise input around its centre 0.5 (1: the
-    training distribution U[0, 1]; 0: every draw for a task is the same net)."""
+    """Sampling defaults. temperature: spread of the noise input around its centre 0.5 (1: the
+    training distribution U[0, 1]; 0: every draw for a task is the same net; above 1 reaches
+    noise values training never saw)."""
 
-    noise: float = 1.0
+    temperature: float = 1.0
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.noise <= 1.0:
-            raise ValueError(f"sampling.noise must be in [0, 1], got {self.noise}")
+        if not (0.0 <= self.temperature < float("inf")):
+            raise ValueError(f"sampling.temperature must be >= 0, got {self.temperature}")
 
 
 @dataclass

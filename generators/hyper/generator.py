@@ -16,7 +16,7 @@ default canonical) zoo weights.
 Diversity: the hypernetwork gives one net per task by construction; ``model.noise_dim`` noise
 inputs, uniform in [0, 1] in training, make draws for one task differ. The task loss alone does
 not ask the noise to matter, so draws differ only as much as training left the net sensitive to
-it (``sampling.noise`` scales it; 0 gives the single net per task).
+it (``sampling.temperature`` scales its spread; 0 gives the single net per task).
 
 Held-out tasks: a task given by its parameters (``task_params``) or by a parametrized name not
 in training (``"sinusoid:amplitude=2.5,phase=1.0"``) is embedded from those parameters
@@ -223,7 +223,9 @@ class HyperGenerator(WeightGenerator):
         try:
             return replace(self.config.sampling, **options)
         except TypeError:
-            raise ValueError(f"unknown sampling option(s) {sorted(options)} (noise)") from None
+            raise ValueError(
+                f"unknown sampling option(s) {sorted(options)} (temperature)"
+            ) from None
 
     def check_sample_options(self, options: dict[str, Any]) -> None:
         self._sampling(options)
@@ -307,7 +309,7 @@ class HyperGenerator(WeightGenerator):
         elif out.shape != (n, len(index)):
             raise ValueError(f"out must have shape {(n, len(index))}, got {tuple(out.shape)}")
         u = torch.rand(n, self.config.model.noise_dim, generator=rng)  # all draws, chunk-free
-        noise = 0.5 + sc.noise * (u - 0.5)
+        noise = 0.5 + sc.temperature * (u - 0.5)
         for a in range(0, n, SAMPLE_CHUNK):
             m = min(SAMPLE_CHUNK, n - a)
             task = None if self.conditioned_on_params else torch.full((m,), t)
