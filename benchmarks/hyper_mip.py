@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -46,13 +47,13 @@ def steps_to(curve: np.ndarray, target: float) -> int | None:
     return int(hit[0]) + 1 if len(hit) else None
 
 
-def dataset(store: str, heldout_tasks: list[str]) -> WeightDataset:
-    """The store's models, without the held-out tasks' populations."""
+def dataset(store: str, heldout_tasks: list[str], raw: bool) -> WeightDataset:
+    """The store's models (raw weights with ``raw``), without the held-out tasks' populations."""
     from zoo.store import open_zoo
 
     z = open_zoo(store)
     names = [n for n, p in z.populations.items() if p.task not in heldout_tasks]
-    data = HyperConfig.load(PRESET).data
+    data = replace(HyperConfig.load(PRESET).data, canonical=not raw)
     return WeightDataset.from_zoo(z, names, data)
 
 
@@ -63,10 +64,11 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=1500)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--window", type=int, default=50)
+    ap.add_argument("--raw", action="store_true", help="raw weights (a zoo not canonicalized)")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    ds = dataset(args.store, args.heldout)
+    ds = dataset(args.store, args.heldout, args.raw)
     base = HyperConfig.load(PRESET)
     curves: dict[str, list[np.ndarray]] = {"plain": [], "mip": []}
     seconds: dict[str, list[float]] = {"plain": [], "mip": []}
@@ -96,7 +98,8 @@ def main() -> None:
         "per_seed": per_seed,
         "seconds_per_run": {k: float(np.mean(v)) for k, v in seconds.items()},
         "note": "wall-clock seconds on a shared, busy 2-core machine",
-        "config": base.with_overrides({"training.max_steps": args.steps}).to_dict(),
+        "config": base.with_overrides({"training.max_steps": args.steps,
+                                       "data.canonical": not args.raw}).to_dict(),
     }  # fmt: skip
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "hyper_mip.json").write_text(json.dumps(result, indent=2) + "\n")

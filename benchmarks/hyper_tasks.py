@@ -91,6 +91,7 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=32, help="nets sampled per task and width")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--mip", choices=["true", "false"], default=None)
+    ap.add_argument("--raw", action="store_true", help="raw weights (a zoo not canonicalized)")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -111,6 +112,8 @@ def main() -> None:
         over["training.max_steps"] = args.steps
     if args.mip:
         over["model.mip"] = args.mip == "true"
+    if args.raw:
+        over["data.canonical"] = False
     cfg = HyperConfig.load(PRESET).with_overrides(over)
     names = [n for n, p in z.populations.items() if p.task not in heldout]
     ds = WeightDataset.from_zoo(z, names, cfg.data)
