@@ -7,7 +7,8 @@ conditioned on the task parameters) trains on the other tasks; then for every he
 width it samples ``--n`` nets from the task's parameters alone and compares them on the test
 split with the zoo's real nets of that task: mean test MSE (regression; ratio generated / real,
 target <= 1.5 inside the training grid) or mean test accuracy (classification; ratio generated /
-real, target >= 0.95). Held-out tasks whose parameters lie outside the training range are
+real, target >= 0.95), and their diversity (pairwise prediction disagreement, or the std of the
+regression outputs across nets) against the real nets'. Held-out tasks whose parameters lie outside the training range are
 reported apart (``outside``). Seen tasks get the same figures, against all real nets of the task.
 
     python benchmarks/hyper_tasks.py sinusoids --store /tmp/zoos/sinusoids.zarr [--steps 1500]
@@ -53,6 +54,21 @@ def score(arch, task: str, w: torch.Tensor) -> torch.Tensor:
     return loss if data.kind == "regression" else acc
 
 
+@torch.no_grad()
+def diversity(arch, task: str, w: torch.Tensor) -> float:
+    """Classification: mean pairwise share of test points on which two of the nets w (M, N)
+    predict different classes; regression: mean over test points of the std of the M nets'
+    predictions."""
+    data = get_task(task)
+    out = arch.forward(w, data.x_test)  # (M, B, outputs)
+    if data.kind == "regression":
+        return float(out.std(dim=0).mean())
+    pred = out.argmax(-1)  # (M, B)
+    differ = (pred[:, None] != pred[None]).float().mean(-1)  # (M, M)
+    m = len(pred)
+    return float(differ.sum() / max(1, m * (m - 1)))
+
+
 def compare(gen: HyperGenerator, pops: list, task: str, n: int, seed: int) -> list[dict]:
     """Per width of ``task``'s populations: generated vs real test scores."""
     rows = []
@@ -71,6 +87,8 @@ def compare(gen: HyperGenerator, pops: list, task: str, n: int, seed: int) -> li
             "generated_max": float(g.max()), "real_mean": float(real.mean()),
             "real_median": float(real.median()), "real_models": len(real),
             "ratio": float(g.mean() / real.mean()), "sample_seconds": seconds,
+            "generated_diversity": diversity(arch, task, drawn.weights()),
+            "real_diversity": diversity(arch, task, real_weights(pop)),
         })  # fmt: skip
     return rows
 

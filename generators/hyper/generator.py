@@ -136,10 +136,10 @@ class HyperGenerator(WeightGenerator):
         rows = dataset.train_index
         group = dataset.group[rows]
         self._train = {
-            "group": group, "task": dataset.group_task[group],
-            "width": dataset.group_width[group], "weights": dataset.weights[rows],
-            "inv_std": dataset.padded.masks[group] / dataset.normalizer.std[group],
+            "group": group, "task": dataset.group_task[group], "width": dataset.group_width[group],
         }  # fmt: skip
+        if self.config.objective.recon_weight > 0:  # the rows' own (padded) weights
+            self._train["weights"] = dataset.weights[rows]
         self._tasks = {t: get_task(t) for t in info.tasks}
         self._build_network(*self._base(dataset))
 
@@ -183,9 +183,11 @@ class HyperGenerator(WeightGenerator):
             total = total + self._task_loss(arch, w, b["group"][pos], rng).sum()
         loss = total / n
         recon = self.config.objective.recon_weight
-        if recon > 0:
-            z = (theta - b["weights"].to(theta.device)) * b["inv_std"].to(theta.device)  # (B, D)
-            loss = loss + recon * (z.pow(2).sum(1) / b["inv_std"].gt(0).sum(1)).mean()
+        if recon > 0:  # mean squared distance in the zoo's normalized units, real coordinates
+            mask = info.padded.masks[b["group"]]  # (B, D)
+            inv = (mask / info.normalizer.std[b["group"]]).to(theta.device)  # (B, D)
+            z = (theta - b["weights"].to(theta.device)) * inv
+            loss = loss + recon * (z.pow(2).sum(1) / mask.sum(1).to(theta.device)).mean()
         return loss
 
     def _layouts(self) -> dict[Architecture, Tensor]:
@@ -293,6 +295,15 @@ class HyperGenerator(WeightGenerator):
             return self.task_vector(dict(cond.task_params), "these task parameters"), None
         return self.task_vector(self._named_params(request.task), f"task {request.task!r}"), None
 
+    def layout_group(self, request: Request) -> int:
+        """The training group whose layout the draws take: the request's own, else one with its
+        architecture, else the first of its width."""
+        if request.group is not None:
+            return request.group
+        info = self.require_info()
+        same = [g for g, grp in enumerate(info.groups) if grp.arch == request.arch]
+        return same[0] if same else self.width_groups()[info.widths.index(request.arch.width)]
+
     def _sample(
         self, n: int, request: Request, rng: torch.Generator, out: Tensor | None = None,
         **options: Any,
@@ -303,7 +314,7 @@ class HyperGenerator(WeightGenerator):
         if t is None and not self.conditioned_on_params:
             raise ValueError(f"cannot embed task {request.task!r}: not a training task")
         w = info.widths.index(request.arch.width)
-        index = info.padded.indices[self.width_groups()[w]]  # (N,) the width's coordinates
+        index = info.padded.indices[self.layout_group(request)]  # (N,) its coordinates
         if out is None:
             out = torch.empty(n, len(index))
         elif out.shape != (n, len(index)):
