@@ -9,9 +9,11 @@ split with the zoo's real nets of that task: mean test MSE (regression; ratio ge
 target <= 1.5 inside the training grid) or mean test accuracy (classification; ratio generated /
 real, target >= 0.95), and their diversity (pairwise prediction disagreement, or the std of the
 regression outputs across nets) against the real nets'. Held-out tasks whose parameters lie outside the training range are
-reported apart (``outside``). Seen tasks get the same figures, against all real nets of the task.
+reported apart (``outside``). Each held-out row also gives the score on that task of the real
+nets of the nearest training task (``nearest_seen_real_mean``: what reusing a seen task's nets
+gives, the bar a generator for new tasks has to clear). Seen tasks get the same figures, against all real nets of the task.
 
-    python benchmarks/hyper_tasks.py sinusoids --store /tmp/zoos/sinusoids.zarr [--steps 1500]
+    python benchmarks/hyper_tasks.py sinusoids --store /tmp/zoos/sinusoids.zarr [--steps 1500] [--raw]
     python benchmarks/hyper_tasks.py digits-rotations --store /tmp/zoos/digits-rotations.zarr
 
 Writes (merges into) ``benchmarks/results/hyper_tasks.json``, one entry per family. Timings are
@@ -93,6 +95,25 @@ def compare(gen: HyperGenerator, pops: list, task: str, n: int, seed: int) -> li
     return rows
 
 
+def nearest_seen(gen: HyperGenerator, task: str) -> list[str]:
+    """The training tasks nearest to ``task`` in scaled parameters (all of them on a tie)."""
+    info = gen.require_info()
+    p = gen.scaler.scale(gen.scaler.vector(dict(get_task(task).params), task)[None])
+    d = (gen.scaler.scale(gen.task_table) - p).norm(dim=1)  # (T,)
+    return [info.tasks[i] for i in torch.nonzero(d <= d.min() + 1e-6).flatten().tolist()]
+
+
+def nearest_baseline(rows: list[dict], gen: HyperGenerator, by_task: dict, task: str) -> None:
+    """Adds to each row (one width of held-out ``task``) the score on ``task`` of the real nets
+    of its nearest training task(s) at that width: what reusing a seen task's nets gives."""
+    near = nearest_seen(gen, task)
+    for row in rows:
+        pops = [p for t in near for p in by_task[t] if p.arch.width == row["width"]]
+        w = [real_weights(p) for p in pops]
+        row["nearest_seen_tasks"] = near
+        row["nearest_seen_real_mean"] = float(score(pops[0].arch, task, torch.cat(w)).mean())
+
+
 def inside(gen: HyperGenerator, task: str) -> bool:
     """Whether every parameter of ``task`` lies within the generator's training range."""
     p = gen.scaler.vector(dict(get_task(task).params), task)
@@ -143,9 +164,9 @@ def main() -> None:
             for r in compare(gen, by_task[task], task, args.n, args.seed)]  # fmt: skip
     held = {"inside": [], "outside": []}
     for task in heldout:
-        held["inside" if inside(gen, task) else "outside"] += compare(
-            gen, by_task[task], task, args.n, args.seed
-        )
+        rows = compare(gen, by_task[task], task, args.n, args.seed)
+        nearest_baseline(rows, gen, by_task, task)
+        held["inside" if inside(gen, task) else "outside"] += rows
     kind = get_task(heldout[0]).kind
 
     def pooled(rows: list[dict]) -> float | None:
