@@ -30,6 +30,7 @@ from generators.config import (
 from generators.dataset import Group, WeightBatch, WeightDataset
 from generators.flow import FlowConfig, FlowGenerator, FlowModelConfig, FlowSamplingConfig
 from generators.gaussian import GaussianConfig, GaussianGenerator
+from generators.hyper import HyperConfig, HyperGenerator
 from generators.info import DatasetInfo
 from generators.normalization import Normalizer
 from generators.padding import PaddedLayout
@@ -49,4 +50,5 @@ __all__ = [
     "CalibrateConfig", "Calibration", "calibrate_weight", "calibrate", "calibration_of",
     "calibrated_sampling", "Conditions", "Request", "Resolved", "ExtraNets", "CodedDraws",
     "BestOfK", "sample", "fit_rounds", "GaussianConfig", "GaussianGenerator",
+    "HyperConfig", "HyperGenerator",
 ]  # fmt: skip

@@ -13,10 +13,11 @@ from generators.base import WeightGenerator
 from generators.config import GeneratorConfig
 from generators.flow import FlowGenerator
 from generators.gaussian import GaussianGenerator
+from generators.hyper import HyperGenerator
 from generators.run_dir import CONFIG_FILE, read_run_dir
 
 GENERATORS: dict[str, type[WeightGenerator]] = {
-    cls.kind: cls for cls in (FlowGenerator, GaussianGenerator)
+    cls.kind: cls for cls in (FlowGenerator, GaussianGenerator, HyperGenerator)
 }
 
 
