@@ -12,9 +12,13 @@ from pathlib import Path
 from generators.base import WeightGenerator
 from generators.config import GeneratorConfig
 from generators.flow import FlowGenerator
+from generators.neumeta import NeuMetaGenerator
 from generators.run_dir import CONFIG_FILE, read_run_dir
 
-GENERATORS: dict[str, type[WeightGenerator]] = {FlowGenerator.kind: FlowGenerator}
+GENERATORS: dict[str, type[WeightGenerator]] = {
+    FlowGenerator.kind: FlowGenerator,
+    NeuMetaGenerator.kind: NeuMetaGenerator,
+}
 
 
 def generator_class(kind: str) -> type[WeightGenerator]:

@@ -15,14 +15,21 @@ class NeuMetaModelConfig:
     hidden / blocks: width and residual blocks of the coordinate trunk; frequencies: Fourier
     octaves per axis position (2^(F-1) pi resolves 1 / 2^F of an axis); embed: size of the layer
     and task embeddings; latent: length of each zoo model's auto-decoder code (the nets of one
-    layout are an affine function of it: the trunk runs once per layout, a net costs a matmul).
+    layout are an affine function of it: the trunk runs once per layout, a net costs a matmul);
+    grid_channels / grid_max: channels and finest resolution of the multiresolution grids over
+    (in, out) positions (8, 16, ..., grid_max cells a side, per tensor) beside the Fourier
+    features; align: weight-match each width's smooth-ordered nets to that width's medoid first
+    (:mod:`generators.neumeta.ordering`), so that their units correspond.
     """
 
-    hidden: int = 256
-    blocks: int = 4
+    hidden: int = 64
+    blocks: int = 2
     frequencies: int = 8
     embed: int = 32
-    latent: int = 32
+    latent: int = 16
+    grid_channels: int = 16
+    grid_max: int = 128
+    align: bool = True
 
     def __post_init__(self) -> None:
         for name in ("hidden", "blocks", "frequencies", "embed", "latent"):
@@ -45,9 +52,9 @@ class NeuMetaLossConfig:
     position, in cells (1: +-1/2 cell; NeuMeta's noisy coordinates).
     """
 
-    recon_coords: int = 512
+    recon_coords: int = 256
     magnitude: float = 1.0
-    task_weight: float = 1.0
+    task_weight: float = 0.5
     task_nets: int = 16
     task_batch: int = 256
     code_noise: float = 0.5

@@ -89,6 +89,17 @@ class LayoutCoordinates:
         return torch.cat(parts)
 
     @cached_property
+    def width_axes(self) -> tuple[tuple[bool, bool], ...]:
+        """Per tensor, whether its (out, in) sizes follow the width (hidden units, channels,
+        d_model), found by comparing with the layout at twice the width; the others (inputs,
+        classes, vocabulary, kernel) are the same at every width."""
+        other = LayoutCoordinates(self.arch.with_width(2 * self.arch.width)).shapes
+        return tuple(
+            (a[0] != b[0], len(a) > 1 and a[1] != b[1])
+            for a, b in zip(self.shapes, other, strict=True)
+        )
+
+    @cached_property
     def offsets(self) -> Tensor:
         """(n_layers,) flat index of every tensor's first weight."""
         sizes = torch.tensor([math.prod(s) for s in self.shapes])

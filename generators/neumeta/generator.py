@@ -23,15 +23,17 @@ from dataclasses import replace
 from typing import Any
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from generators.affine_code import AffineCode
-from generators.base import WeightGenerator
+from generators.base import ExtraNets, WeightGenerator
+from generators.coded_draws import CodedDraws
+from generators.conditions import Conditions, Request, Resolved
 from generators.dataset import WeightDataset
-from generators.distillation import Distilled
 from generators.neumeta.config import NeuMetaConfig, NeuMetaSamplingConfig
-from generators.neumeta.coordinates import LayoutCoordinates, check_family, encode
+from generators.neumeta.coordinates import LayoutCoordinates, check_family, encode, positions
 from generators.neumeta.field import WeightField, with_one
+from generators.neumeta.ordering import shared_order
 from generators.neumeta.scale import fit_scale, scale_of
 from zoo.architectures import Architecture
 from zoo.tasks import TaskData, get_task
@@ -55,12 +57,13 @@ def smooth_command_hint(dataset: WeightDataset) -> str | None:
             "canonical weights: run `zoo canonicalize STORE --method smooth --overwrite`")  # fmt: skip
 
 
-class NeuMetaGenerator(WeightGenerator):
+class NeuMetaGenerator(WeightGenerator, CodedDraws):
     """NeuMeta implicit weight field; see the module docstring. ``config``: NeuMetaConfig."""
 
     kind = "neumeta"
     config_class = NeuMetaConfig
     config: NeuMetaConfig
+    accepts = frozenset({"task", "width"})
 
     def __init__(self, config: NeuMetaConfig | None = None) -> None:
         super().__init__(config)
@@ -130,11 +133,11 @@ class NeuMetaGenerator(WeightGenerator):
         )
         self._codes.clear()
 
-    def _prepare(self, dataset: WeightDataset, distilled: Distilled | None = None) -> None:
+    def _prepare(self, dataset: WeightDataset, extra: ExtraNets | None = None) -> None:
         refusal = smooth_command_hint(dataset)
         if refusal is not None:
             raise ValueError(refusal)
-        if distilled is not None or self.config.augment.interpolations > 0:
+        if extra is not None or self.config.augment.interpolations > 0:
             raise ValueError("neumeta trains on the zoo's nets only: set augment.interpolations "
                              "= 0 and distill.per_net = 0")  # fmt: skip
         for grp in dataset.groups:
@@ -148,7 +151,10 @@ class NeuMetaGenerator(WeightGenerator):
         for g in range(len(dataset.groups)):
             sel = group == g
             position[sel] = torch.arange(int(sel.sum()))
-            self._weights[g] = dataset.group_weights(g, True)  # (M_g, N_g), train_index order
+            w = dataset.group_weights(g, True)  # (M_g, N_g), train_index order
+            if self.config.model.align:
+                w = shared_order(dataset.groups[g].arch, w, self.config.training.seed)
+            self._weights[g] = w
         task = torch.tensor([info.tasks.index(dataset.groups[g].task) for g in group.tolist()])
         self._train = {"group": group, "position": position, "task": task}
         self.scale = self._fit_scale()
@@ -184,17 +190,26 @@ class NeuMetaGenerator(WeightGenerator):
         return {SCALE_KEY: self.scale} if self.scale is not None else {}
 
     # ----- the field at a layout ----------------------------------------------------------
-    def _basis(self, task: int, coords: LayoutCoordinates, table: Tensor,
-               noise: Tensor | None = None) -> Tensor:  # fmt: skip
-        """(R, K + 1) the field's readout rows of ``table`` (R, 7), times their tensor's scale:
-        a net with code z has the weights ``basis @ [z, 1]`` there."""
+    def _basis(self, task: int, coords: LayoutCoordinates, rows: Tensor,
+               rng: torch.Generator | None = None) -> Tensor:  # fmt: skip
+        """(R, K + 1) the field's readout at the layout's flat indices ``rows`` (R,), times
+        their tensor's scale: a net with code z has the weights ``basis @ [z, 1]`` there.
+        ``rng``: uniform coordinate noise of +- coord_noise / 2 cells (training) on the axes
+        that follow the width (the others' units are not points of a continuum)."""
+        table = coords.table[rows]  # (R, 7)
+        noise = None
+        if rng is not None:
+            moves = torch.tensor(coords.width_axes)[table[:, 0]][:, [1, 0]]  # (R, 2): in, out
+            noise = (torch.rand(len(rows), 2, generator=rng) - 0.5) * self.config.loss.coord_noise
+            noise = noise * moves
         features = encode(table, self.config.model.frequencies, noise)
         layers = self.layer_ids(coords)  # (n_layers,)
         scale = scale_of(self.scale, task, layers, coords.arch.width)  # (n_layers,)
-        basis = self.network.basis(features, layers[table[:, 0]], task)  # (R, K + 1)
+        u = positions(table, noise)  # (R, 2)
+        basis = self.network.basis(features, u, layers[table[:, 0]], task)  # (R, K + 1)
         return basis * scale[table[:, 0]].unsqueeze(1)
 
-    def affine_code(self, task: int, width: int) -> AffineCode:
+    def layout_code(self, task: int, width: int) -> AffineCode:
         """Every net of ``task`` at ``width`` as ``offset + z @ basis`` of its code z: the field
         at each of the layout's coordinates, computed once per layout (cached while the
         network's parameters are unchanged)."""
@@ -205,7 +220,7 @@ class NeuMetaGenerator(WeightGenerator):
             return hit[1]
         coords = self.coordinates(task, width)
         with torch.no_grad():
-            basis = self._basis(task, coords, coords.table)  # (N, K + 1)
+            basis = self._basis(task, coords, torch.arange(len(coords.table)))  # (N, K + 1)
         code = AffineCode(basis[:, -1].contiguous(), basis[:, :-1].T.contiguous())
         self._codes[key] = (version, code)
         return code
@@ -220,13 +235,10 @@ class NeuMetaGenerator(WeightGenerator):
         codes = self.network.codes[index]
         return loss + lc.code_l2 * codes.pow(2).sum(dim=1).mean()
 
-    def _noise(self, rows: int, rng: torch.Generator) -> Tensor:
-        """(rows, 2) uniform position noise in cells, +- coord_noise / 2."""
-        return (torch.rand(rows, 2, generator=rng) - 0.5) * self.config.loss.coord_noise
-
     def _reconstruction(self, index: Tensor, rng: torch.Generator) -> Tensor:
-        """Magnitude-weighted MSE, on the unit scale, of the batch's models at a sample of each
-        tensor's coordinates (every tensor counts alike), averaged over the batch."""
+        """Magnitude-weighted squared error of the batch's models at a sample of each tensor's
+        coordinates, relative to the weighted energy of the target per tensor (every tensor
+        counts alike; the zero net scores 1), averaged over the batch."""
         lc, info, tr = self.config.loss, self.require_info(), self._train
         groups = tr["group"][index]
         total = torch.zeros(())
@@ -236,16 +248,18 @@ class NeuMetaGenerator(WeightGenerator):
             task = info.tasks.index(grp.task)
             coords = self.coordinates(task, grp.width)
             rows = self._coordinate_sample(coords, lc.recon_coords, rng)  # (R,)
-            table = coords.table[rows]
-            basis = self._basis(task, coords, table, self._noise(len(rows), rng))  # (R, K + 1)
+            basis = self._basis(task, coords, rows, rng)  # (R, K + 1)
             pred = with_one(self.network.codes[sel]) @ basis.T  # (m, R)
             target = self._weights[g][tr["position"][sel]][:, rows]  # (m, R)
-            layers = self.layer_ids(coords)
-            scale = scale_of(self.scale, task, layers, grp.width)[table[:, 0]]  # (R,)
-            err = ((pred - target) / scale) ** 2 * (1 + lc.magnitude * (target / scale).abs())
-            per_tensor = torch.zeros(len(coords.shapes)).index_add(0, table[:, 0], err.mean(0))
-            counts = torch.bincount(table[:, 0], minlength=len(coords.shapes)).clamp(min=1)
-            total = total + (per_tensor / counts).mean() * len(sel)
+            layer = coords.table[rows, 0]
+            unit = scale_of(self.scale, task, self.layer_ids(coords), grp.width)[layer]  # (R,)
+            weight = 1 + lc.magnitude * (target / unit).abs()
+            err = (weight * ((pred - target) / unit) ** 2).mean(0)  # (R,)
+            energy = (weight * (target / unit) ** 2).mean(0)  # (R,)
+            n = len(coords.shapes)
+            per = torch.zeros(n).index_add(0, layer, err)
+            ref = torch.zeros(n).index_add(0, layer, energy).clamp(min=1e-12)
+            total = total + (per / ref).mean() * len(sel)
         return total / len(index)
 
     @staticmethod
@@ -280,10 +294,10 @@ class NeuMetaGenerator(WeightGenerator):
         sel = index[tr["task"][index] == task][: lc.task_nets]
         width = self.random_width(task, rng)
         coords = self.coordinates(task, width)
-        basis = self._basis(task, coords, coords.table, self._noise(len(coords.table), rng))
         codes = self.network.codes[sel]
         spread = self.network.codes.detach().std(dim=0) if len(tr["group"]) > 1 else 0.0
         codes = codes + lc.code_noise * spread * torch.randn(codes.shape, generator=rng)
+        basis = self._basis(task, coords, torch.arange(len(coords.table)), rng)  # (N, K + 1)
         weights = with_one(codes) @ basis.T  # (P, N)
         data = self.task_data(task)
         pick = torch.randint(len(data.x_train), (lc.task_batch,), generator=rng)
@@ -331,38 +345,48 @@ class NeuMetaGenerator(WeightGenerator):
         eps = torch.randn(n, len(mean), generator=rng)
         return mean + temperature * eps @ chol.T
 
-    def sample_width(
-        self, n: int, task: int, width: int, rng: torch.Generator, out: Tensor | None = None,
-        **options: Any,
-    ) -> Tensor:  # fmt: skip
-        """(n, N) weights of ``n`` nets of ``task`` at ``width`` (any width in the trained
-        range), in the layout of ``arch.with_width(width)``."""
-        sc = self._sampling(options)
-        code = self.affine_code(task, width)
-        codes = self.draw_codes(n, task, rng, sc.temperature)
-        return code.decode(codes, out=out)
+    def _request_task(self, request: Request) -> tuple[int, int]:
+        """(task id, width) of a request."""
+        return self.require_info().tasks.index(request.task), request.arch.width
 
-    def _group_task(self, group: int) -> tuple[int, int]:
+    def resolve_unseen(self, conditions: Conditions) -> Resolved:
+        """A width in no population of the zoo, inside its range: the layout of
+        ``arch.with_width(width)``; outside the range (or an unknown task) a one-line error."""
         info = self.require_info()
-        grp = info.groups[group]
-        return info.tasks.index(grp.task), grp.width
+        task = conditions.task
+        if task is None:
+            if len(info.tasks) > 1:
+                raise ValueError(f"this generator knows several tasks ({', '.join(info.tasks)}): "
+                                 "pass task=")  # fmt: skip
+            task = info.tasks[0]
+        if task not in info.tasks:
+            raise ValueError(
+                f"unknown task {task!r} for this generator (trained on: {', '.join(info.tasks)})"
+            )
+        arch = self.check_width(info.tasks.index(task), int(conditions.width))
+        return Resolved(arch, task, None)
 
-    def _affine_code(self, group: int, **options: Any) -> AffineCode | None:
+    def affine_code(self, request: Request, **options: Any) -> AffineCode:
         self._sampling(options)
-        return self.affine_code(*self._group_task(group))
+        return self.layout_code(*self._request_task(request))
 
-    def _sample_codes(
-        self, n: int, group: int, rng: torch.Generator, target: Tensor | None, **options: Any
+    def sample_codes(
+        self, n: int, request: Request, rng: torch.Generator, **options: Any
     ) -> Tensor:
-        task, _ = self._group_task(group)
+        task, _ = self._request_task(request)
         return self.draw_codes(n, task, rng, self._sampling(options).temperature)
 
-    def _sample(
-        self, n: int, group: int, rng: torch.Generator, target: Tensor | None,
-        out: Tensor | None = None, codes: Tensor | None = None, **options: Any,
+    def sample_coded(
+        self, n: int, request: Request, rng: torch.Generator, out: Tensor | None,
+        codes: Tensor, **options: Any,
     ) -> Tensor:  # fmt: skip
-        task, width = self._group_task(group)
-        drawn = self._sample_codes(n, group, rng, target, **options)
-        if codes is not None:
-            codes.copy_(drawn)
-        return self.affine_code(task, width).decode(drawn, out=out)
+        drawn = self.sample_codes(n, request, rng, **options)
+        codes.copy_(drawn)
+        return self.affine_code(request).decode(drawn, out=out)
+
+    def _sample(
+        self, n: int, request: Request, rng: torch.Generator, out: Tensor | None = None,
+        **options: Any,
+    ) -> Tensor:  # fmt: skip
+        drawn = self.sample_codes(n, request, rng, **options)
+        return self.affine_code(request).decode(drawn, out=out)
