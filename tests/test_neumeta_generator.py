@@ -3,6 +3,8 @@ save/load, refusals."""
 
 from __future__ import annotations
 
+import json
+import math
 import shutil
 from pathlib import Path
 
@@ -15,7 +17,7 @@ from generators.neumeta.coordinates import LayoutCoordinates, encode, positions
 from generators.neumeta.field import with_one
 from generators.neumeta.scale import scale_of
 from pipelines.canonicalize_stage import canonicalize_zoo
-from tests.zoo_fixtures import built_tiny_zoo
+from zoo_fixtures import built_tiny_zoo
 
 TINY = {
     "data.property": "", "training.max_steps": 6, "training.batch_size": 4,
@@ -145,3 +147,32 @@ def test_in_memory_populations_are_refused() -> None:
                                         NeuMetaConfig().with_overrides(TINY).data)  # fmt: skip
     with pytest.raises(ValueError, match="no recorded canonical weights"):
         NeuMetaGenerator(NeuMetaConfig().with_overrides(TINY)).fit(ds)
+
+
+def test_cli_sample_and_evaluate_widths(
+    trained: NeuMetaGenerator, smooth_store: str, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    from generators import load_population
+    from pipelines.cli import main
+
+    run = trained.save(tmp_path / "run")
+    assert main(["sample", str(run), "--out", str(tmp_path / "w6.safetensors"), "--n", "3",
+                 "--width", "6"]) == 0  # fmt: skip
+    pop = load_population(tmp_path / "w6.safetensors")
+    assert pop.arch.width == 6 and len(pop.weights()) == 3
+    out = tmp_path / "eval"
+    code = main(["evaluate", str(run), "--zoo", smooth_store, "--widths", "4,6,8", "--n", "4",
+                 "--out", str(out)])  # fmt: skip
+    assert code == 0
+    report = json.loads((out / "widths.json").read_text())
+    rows = {r["width"]: r for r in report["widths"]}
+    assert rows[4]["seen"] and rows[8]["seen"] and not rows[6]["seen"]
+    assert rows[6]["neighbours"] == [4, 8]
+    a4, a8 = rows[6]["neighbour_means"]  # log-linear interpolation, re-derived
+    ref = a4 + (math.log(6) - math.log(4)) / (math.log(8) - math.log(4)) * (a8 - a4)
+    assert rows[6]["real_mean"] == pytest.approx(ref)
+    assert rows[6]["ratio"] == pytest.approx(rows[6]["generated_mean"] / ref)
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "--zoo", smooth_store, "--widths", "6,16"]) == 2
+    assert "width 16 is outside the trained range [4, 8]" in capsys.readouterr().err
