@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from zoo_fixtures import built_tiny_zoo
 
 from generators import WeightDataset, load_generator
 from generators.neumeta import NeuMetaConfig, NeuMetaGenerator
@@ -17,7 +18,6 @@ from generators.neumeta.coordinates import LayoutCoordinates, encode, positions
 from generators.neumeta.field import with_one
 from generators.neumeta.scale import scale_of
 from pipelines.canonicalize_stage import canonicalize_zoo
-from zoo_fixtures import built_tiny_zoo
 
 TINY = {
     "data.property": "", "training.max_steps": 6, "training.batch_size": 4,
