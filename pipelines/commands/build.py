@@ -16,17 +16,22 @@ from pipelines.app import SchedulerOpt, StoreArg, WorkersOpt, app
 @app.command()
 def build(
     spec: Annotated[
-        Path | None, typer.Argument(help="zoo spec TOML (default: data/specs/default.toml)")
+        Path | None, typer.Argument(help="zoo spec, a TOML file (default: data/specs/default.toml)")
     ] = None,
-    store: Annotated[str, typer.Option(help="store path or fsspec URL")] = "zoo.zarr",
+    store: Annotated[
+        str, typer.Option(help="zoo store to write (or resume): a local path or an fsspec URL")
+    ] = "zoo.zarr",
     workers: WorkersOpt = None,
     scheduler: SchedulerOpt = None,
-    metrics: Annotated[bool, typer.Option(help="compute loss-landscape metrics and phases")] = True,
+    metrics: Annotated[
+        bool, typer.Option(help="after training, measure loss-landscape metrics and label phases")
+    ] = True,
     data_root: Annotated[
-        str | None, typer.Option(help="folder with local MNIST/CIFAR files")
+        str | None,
+        typer.Option(help="folder holding the original MNIST / Fashion-MNIST / CIFAR-10 files"),
     ] = None,
 ) -> None:
-    """Train a phase-controlled zoo (resumes: only what is not done is trained)."""
+    """Train a phase-controlled zoo into a store; run again, it trains only what is not done."""
     from pipelines.build import build_zoo
 
     zoo = build_zoo(
@@ -37,7 +42,7 @@ def build(
 
 @app.command()
 def info(store: StoreArg) -> None:
-    """Populations of a zoo: task, architecture, width, parameters, models by status, accuracy."""
+    """List a zoo's populations: task, architecture, width, models by status, test accuracy."""
     print_info(store)
 
 
