@@ -90,7 +90,8 @@ class Source:
     """The usable rows of one population: weights (M, N), property (M,), rows: index in it;
     filtered: how many usable models the data filter (``exclude_phases``, ``min_val_acc``) left
     out; recipes: (M,) each row's training recipe (its hyperparameters but the seed, as JSON),
-    empty when the population does not record them."""
+    empty when the population does not record them; canonical: the ``zoo canonicalize`` method
+    that made canonical weights read from a store ("" for raw or in-memory weights)."""
 
     name: str
     task: str
@@ -100,6 +101,7 @@ class Source:
     rows: list[int]
     filtered: int = 0
     recipes: list[str] = field(default_factory=list)
+    canonical: str = ""
 
 
 @dataclass
@@ -111,6 +113,8 @@ class WeightDataset:
     population, the usable models the data filter (``config.exclude_phases``, ``min_val_acc``)
     left out. recipe: (M,) id of each model's training recipe (population and hyperparameters
     but the seed: models with one id are replicates), -1 where unknown (in-memory populations).
+    canonical: per population, the method that made its canonical weights ("" if none: raw or
+    in-memory weights), for generators that need one (NeuMeta: ``smooth``).
     """
 
     groups: list[Group]
@@ -123,6 +127,7 @@ class WeightDataset:
     config: DataConfig = field(default_factory=DataConfig)
     filtered: dict[str, int] = field(default_factory=dict)
     recipe: Tensor | None = None
+    canonical: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.recipe is None:
@@ -196,6 +201,7 @@ class WeightDataset:
             split_models(group, config.heldout, config.split_seed, config.folds, config.fold),
             origin, config,
             {s.name: s.filtered for s in sources}, torch.tensor(recipe, dtype=torch.long),
+            {s.name: s.canonical for s in sources},
         )  # fmt: skip
 
     def with_split(
@@ -303,8 +309,10 @@ def as_population(p: PopulationLike, i: int) -> Population:
 def read_source(pop: Population, config: DataConfig) -> Source:
     """The usable models of ``pop``: done (stored populations) and finite."""
     stored = hasattr(pop, "status") and hasattr(pop, "metrics")
+    method = ""
     if stored:
         w = pop.weights(checkpoint=config.checkpoint, canonical=config.canonical)
+        method = str(pop.canonical_info.get("method", "")) if config.canonical else ""
         keep = torch.as_tensor(np.asarray(pop.status) == Status.DONE)
     else:
         w = pop.weights()
@@ -324,7 +332,7 @@ def read_source(pop: Population, config: DataConfig) -> Source:
     rows, w = select_rows(pop, config, w[rows].float(), rows)
     prop = property_values(pop, config, w, rows)
     return Source(pop.name, pop.task, pop.arch, w, prop, rows.tolist(), usable - len(rows),
-                  training_recipes(pop, rows))  # fmt: skip
+                  training_recipes(pop, rows), method)  # fmt: skip
 
 
 def training_recipes(pop: Population, rows: Tensor) -> list[str]:

@@ -269,6 +269,14 @@ def evaluate(
     select: Annotated[str, SelectOpt] = "closest",
     disagreement_weight: Annotated[float | None, WeightOpt] = None,
     calibrated: Annotated[bool, CalibratedOpt] = False,
+    widths: Annotated[
+        str | None,
+        typer.Option(
+            help="e.g. 24,48,96: only accuracy at these widths (generators that sample "
+            "any width, e.g. neumeta), against held-out real nets at zoo widths and "
+            "interpolated from the two neighbouring widths' real nets elsewhere"
+        ),
+    ] = None,
 ) -> None:
     """Compare generated nets with held-out real ones: accuracy, novelty, diversity, ensembles.
 
@@ -283,6 +291,9 @@ def evaluate(
     from pipelines.evaluate import WEIGHT_SWEEP, EvalSettings, dataset_for, evaluate_generator
 
     out = out or Path(run_dir) / "evaluation"
+    if widths is not None:
+        _evaluate_widths(run_dir, zoo, out, widths, n, seed)
+        return
     sweeps = {"temperature": (0.5, 0.75, 1.0, 1.25, 1.5), "novelty": (0.0, 0.25, 0.5, 1.0),
               "guidance": (1.0, 1.5, 2.0, 3.0), "steps": (2, 4, 8, 16, 32),
               "disagreement_weight": WEIGHT_SWEEP}  # fmt: skip
@@ -313,6 +324,29 @@ def evaluate(
     console.print(summary_table({str(run_dir): report}))
     console.print(per_group_table({"generated": report}))
     console.print(f"results: {out / 'evaluation.json'}; plots: {', '.join(report['plots'])}")
+
+
+def _evaluate_widths(run_dir: Path, zoo: str, out: Path, widths: str, n: int, seed: int) -> None:
+    """``zoo evaluate --widths``: :mod:`pipelines.width_evaluation`, to OUT/widths.json."""
+    import json
+
+    from generators import load_generator
+    from pipelines.evaluate import dataset_for
+    from pipelines.width_evaluation import evaluate_widths, parse_widths
+
+    gen = load_generator(run_dir)
+    report = evaluate_widths(gen, dataset_for(gen, zoo), parse_widths(widths), n=n, seed=seed)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "widths.json").write_text(json.dumps(report, indent=2) + "\n")
+    table = Table(title=f"{gen.kind} generator by width ({report['task']}, {n} nets each)")
+    for col in ("width", "generated", "real", "ratio", "reference"):
+        table.add_column(col, justify="left" if col == "reference" else "right")
+    for r in report["widths"]:
+        table.add_row(str(r["width"]), f"{r['generated_mean']:.3f}", f"{r['real_mean']:.3f}",
+                      f"{r['ratio']:.1%}", r["reference"])  # fmt: skip
+    console = Console()
+    console.print(table)
+    console.print(f"results: {out / 'widths.json'}")
 
 
 @app.command()
