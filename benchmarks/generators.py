@@ -48,6 +48,7 @@ from pipelines.kinds import (  # noqa: E402
     plot_kinds,
     real_readings,
     sampling_seconds,
+    store_for,
 )
 
 RESULTS = Path(__file__).resolve().parent / "results" / "generators.json"
@@ -134,8 +135,12 @@ def main() -> None:
         for kind in args.kinds or list(GENERATORS):
             t0 = time.perf_counter()
             console.rule(f"{kind}: {args.folds} folds")
-            columns[kind], real = run_kind(kind, args.zoo, args.folds, Path(tmp), args.n,
-                                           args.max_steps, overrides, args.timing_nets)  # fmt: skip
+            zoo = store_for(kind, args.zoo, console)  # NeuMeta: a smooth-ordered copy
+            columns[kind], readings = run_kind(kind, zoo, args.folds, Path(tmp), args.n,
+                                               args.max_steps, overrides, args.timing_nets)  # fmt: skip
+            columns[kind]["zoo"] = zoo
+            if zoo == args.zoo or "real" not in results:  # the real nets' readings of the zoo
+                real = readings
             columns[kind]["wall_seconds"] = time.perf_counter() - t0
             ordered = [columns[k] for k in GENERATORS if k in columns]
             results = {

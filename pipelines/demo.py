@@ -180,6 +180,7 @@ def run_demo(
         plot_kinds,
         real_readings,
         sampling_seconds,
+        store_for,
     )
 
     if console is None:  # the kinds table fits 100 columns: not cut at 80 when piped to a file
@@ -204,6 +205,7 @@ def run_demo(
 
     columns, plots, first_report = [], [], None
     read: WeightDataset | None = None
+    read_store = store
     for i, kind in enumerate(kinds):
         console.rule(f"3/4 generator {i + 1}/{len(kinds)}, {kind}: train on one split, sample, "
                      "evaluate")  # fmt: skip
@@ -212,8 +214,9 @@ def run_demo(
         gen = preset_generator(kind, changed)
         if changed:
             console.print(f"{kind}: the preset with {changed}", highlight=False)
-        if read is None or read.config != gen.config.data:
-            read = WeightDataset.from_zoo(store, None, gen.config.data)
+        kind_store = store_for(kind, store, console)  # NeuMeta: a smooth-ordered copy
+        if read is None or read.config != gen.config.data or kind_store != read_store:
+            read, read_store = WeightDataset.from_zoo(kind_store, None, gen.config.data), kind_store
         run_dir = out / kind
         trained = train_generator(gen, read, run_dir, max_steps=max_steps)
         plain = evaluate_generator(gen, read, EvalSettings(n=n, sweep=()), run_dir / "evaluation",

@@ -21,11 +21,38 @@ from typing import Any
 from rich import box
 from rich.table import Table
 
-from generators import calibrated_sampling, calibration_of, sample
+from generators import calibrated_sampling, calibration_of, generator_class, sample
 
 # the figures of one sampling way, as read from an evaluation report's summary
 READINGS = ("acc_ratio_free", "distance_ratio", "nn_disagreement", "diversity")
 REAL = "real nets"
+
+
+def store_for(kind: str, store: str, console: Any = None) -> str:
+    """The zoo ``kind`` trains on: ``store`` itself, or, for a kind whose weights must be
+    canonicalized by another method (``canonical_method``, e.g. NeuMeta's ``smooth``), a copy
+    beside it (``<store>-<method>.zarr``) canonicalized by that method, made once and reused."""
+    from zoo import open_zoo
+    from zoo.store import is_url
+
+    method = generator_class(kind).canonical_method
+    if method is None:
+        return store
+    made = {str(p.canonical_info.get("method", "")) for p in open_zoo(store).populations.values()}
+    if made == {method}:
+        return store
+    if is_url(store):
+        raise ValueError(f"{kind} needs weights canonicalized by {method!r}: copy {store} and run "
+                         f"`zoo canonicalize COPY --method {method}`")  # fmt: skip
+    import shutil
+
+    from pipelines.canonicalize_stage import canonicalize_zoo
+
+    copy = Path(str(store).rstrip("/").removesuffix(".zarr") + f"-{method}.zarr")
+    if not copy.exists():
+        shutil.copytree(store, copy)
+    canonicalize_zoo(str(copy), method=method, overwrite=True, workers=0, console=console)
+    return str(copy)
 
 
 def calibrated_best_of(gen: Any) -> dict[str, Any]:

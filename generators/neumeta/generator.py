@@ -64,6 +64,7 @@ class NeuMetaGenerator(WeightGenerator, CodedDraws):
     config_class = NeuMetaConfig
     config: NeuMetaConfig
     accepts = frozenset({"task", "width"})
+    canonical_method = SMOOTH
 
     def __init__(self, config: NeuMetaConfig | None = None) -> None:
         super().__init__(config)
