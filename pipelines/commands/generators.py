@@ -265,7 +265,9 @@ def evaluate(
         report = evaluate_folds(run_dir, zoo, settings, out, label=str(run_dir))
     else:
         gen = load_generator(run_dir)
-        report = evaluate_generator(gen, dataset_for(gen, zoo), settings, out, label=str(run_dir))
+        report = evaluate_generator(
+            gen, dataset_for(gen, zoo), settings, out, label=str(run_dir), zoo=zoo
+        )
     console = Console()
     console.print(summary_table({str(run_dir): report}))
     console.print(per_group_table({"generated": report}))
