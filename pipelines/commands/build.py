@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from pipelines.app import SchedulerOpt, StoreArg, WorkersOpt, app
+
+if TYPE_CHECKING:
+    from zoo.store import Zoo
 
 
 @app.command()
@@ -78,7 +81,7 @@ def print_info(store: str) -> None:
     )
 
 
-def print_tasks(zoo, console: Console) -> None:  # noqa: ANN001  (a zoo.store.Zoo)
+def print_tasks(zoo: Zoo, console: Console) -> None:
     """The zoo's stored tasks: source, kind, parameters, split sizes, fingerprint, held out."""
     from zoo.task_store import stored_tasks
 
