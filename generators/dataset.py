@@ -226,7 +226,10 @@ class WeightDataset:
 
     def reads_like(self, config: DataConfig) -> bool:
         """Whether ``config`` keeps the same models as this dataset's config: the two differ in
-        the fold at most."""
+        the fold at most. Unset ``heldout_tasks`` (None) means the zoo's, which this dataset
+        has resolved."""
+        if config.heldout_tasks is None:
+            config = replace(config, heldout_tasks=self.config.heldout_tasks)
         return replace(self.config, fold=0) == replace(config, fold=0)
 
     # ----- views --------------------------------------------------------------------------

@@ -12,8 +12,9 @@ import zarr
 
 from zoo.spec import ZooSpec
 from zoo.store import ATTR_KEY, open_group
-from zoo.task_store import check_tasks, register_store_tasks, spec_tasks, write_tasks
+from zoo.task_store import TASKS_GROUP, check_tasks, register_store_tasks, spec_tasks, write_tasks
 from zoo.tasks import TaskData
+from zoo.training import Status
 
 
 def _existing(location: str) -> zarr.Group | None:
@@ -24,18 +25,28 @@ def _existing(location: str) -> zarr.Group | None:
     return root if ATTR_KEY in root.attrs else None
 
 
-def check_build_tasks(location: str, spec: ZooSpec) -> dict[str, TaskData]:
-    """The spec's tasks, checked against an existing store at ``location`` (nothing written)."""
+def _trained_any(root: zarr.Group) -> bool:
+    names = root.attrs[ATTR_KEY].get("populations", [])
+    return any(n in root and (root[n]["status"][:] != Status.PENDING).any() for n in names)
+
+
+def check_build_tasks(location: str, spec: ZooSpec) -> dict[str, TaskData] | None:
+    """The spec's tasks, checked against an existing store at ``location`` (nothing written);
+    None for a store written before tasks were stored: its nets were trained on splits that
+    cannot be told from today's, so no fingerprint is recorded for them after the fact."""
     root = _existing(location)
     if root is not None:
         register_store_tasks(root, location)
     tasks = spec_tasks(spec.tasks, spec.split_seed, spec.data_root)
     if root is not None:
+        if TASKS_GROUP not in root and _trained_any(root):
+            return None
         check_tasks(root, tasks, location)
     return tasks
 
 
-def write_build_tasks(location: str, spec: ZooSpec, tasks: dict[str, TaskData]) -> None:
+def write_build_tasks(location: str, spec: ZooSpec, tasks: dict[str, TaskData] | None) -> None:
     """Store the spec's tasks (arrays of registered and file tasks; name and parameters of
     built-in ones), each with its fingerprint; tasks already stored are kept."""
-    write_tasks(open_group(location, mode="r+"), tasks, spec.split_seed, spec.heldout_tasks)
+    if tasks is not None:
+        write_tasks(open_group(location, mode="r+"), tasks, spec.split_seed, spec.heldout_tasks)

@@ -177,3 +177,16 @@ def test_generator_carries_its_tasks(fresh_registry) -> None:
     register_task("ts-carried", *_blobs_arrays(shift=2.0))
     with pytest.raises(ValueError, match="differs from the one stored in a saved generator"):
         register_task_tensors(records, tensors, "a saved generator")
+
+
+def test_store_written_before_tasks_were_stored_gets_no_fingerprints(tmp_path: Path) -> None:
+    """Its nets were trained on splits that cannot be told from today's: resuming it records
+    nothing after the fact (and reads as before)."""
+    store = str(tmp_path / "zoo.zarr")
+    spec = _tiny(tmp_path, ["moons"])
+    build_zoo(spec, store, workers=0, metrics=False)
+    root = open_group(store, mode="r+")
+    del root["tasks"]
+    build_zoo(spec, store, workers=0, metrics=False)
+    assert stored_tasks(open_group(store, mode="r")) == {}
+    assert "tasks" not in open_group(store, mode="r")

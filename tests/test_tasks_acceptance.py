@@ -143,3 +143,22 @@ def test_unguarded_script_stops_before_creating_anything(tmp_path: Path) -> None
     last = out.stderr.strip().splitlines()[-1]
     assert "script.py line 6 calls build_zoo outside 'if __name__ == \"__main__\":'" in last
     assert not (tmp_path / "unguarded.zarr").exists()
+
+
+GUARDED = """
+from pipelines.build import build_zoo
+from tests.zoo_fixtures import tiny_spec_dict
+from zoo.spec import ZooSpec
+
+if __name__ == "__main__":
+    z = build_zoo(ZooSpec.from_dict(tiny_spec_dict()), "guarded.zarr", workers=1, metrics=False)
+    print(sum(len(p) for p in z.populations.values()))
+"""
+
+
+@pytest.mark.slow
+def test_guarded_script_builds_with_dask_workers(tmp_path: Path) -> None:
+    (tmp_path / "script.py").write_text(GUARDED)
+    out = _run([sys.executable, "script.py"], tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "8"

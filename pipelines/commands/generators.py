@@ -110,6 +110,9 @@ def train_generator_cmd(
     console = Console()
     console.print(table)
     d = gen.config.data
+    if ds.config.heldout_tasks:
+        console.print(f"held-out tasks (left out of training, kept in the zoo for `zoo "
+                      f"evaluate`): {', '.join(ds.config.heldout_tasks)}")  # fmt: skip
     if d.exclude_phases or d.min_val_acc > 0:
         console.print(f"data filter: exclude_phases={d.exclude_phases}, "
                       f"min_val_acc={d.min_val_acc}")  # fmt: skip
