@@ -154,6 +154,7 @@ class WeightDataset:
         names = [p.name for p in pops]
         if len(set(names)) != len(names):
             raise ValueError(f"population names must be unique, got {names}")
+        pops = without_heldout_tasks(pops, config.heldout_tasks or [])
         return cls.from_sources([read_source(p, config) for p in pops], config)
 
     @classmethod
@@ -164,6 +165,9 @@ class WeightDataset:
         from zoo.store import open_zoo
 
         z = open_zoo(zoo) if isinstance(zoo, str | Path) else zoo
+        config = config or DataConfig()
+        if config.heldout_tasks is None:  # the zoo's held-out tasks, recorded with the generator
+            config = replace(config, heldout_tasks=list(z.spec.heldout_tasks))
         names = list(populations) if populations else list(z.populations)
         missing = [n for n in names if n not in z.populations]
         if missing:
@@ -228,7 +232,10 @@ class WeightDataset:
 
     def reads_like(self, config: DataConfig) -> bool:
         """Whether ``config`` keeps the same models as this dataset's config: the two differ in
-        the fold at most."""
+        the fold at most. Unset ``heldout_tasks`` (None) means the zoo's, which this dataset
+        has resolved."""
+        if config.heldout_tasks is None:
+            config = replace(config, heldout_tasks=self.config.heldout_tasks)
         return replace(self.config, fold=0) == replace(config, fold=0)
 
     # ----- views --------------------------------------------------------------------------
@@ -304,6 +311,18 @@ def as_population(p: PopulationLike, i: int) -> Population:
         arch, weights, task = p
         return Population(arch, torch.as_tensor(weights, dtype=torch.float32), task, f"pop{i}")
     raise ValueError(f"expected a Population or (arch, weights, task), got {type(p).__name__}")
+
+
+def without_heldout_tasks(pops: list[Population], heldout: Sequence[str]) -> list[Population]:
+    """The populations whose task is not held out (``data.heldout_tasks``); a ValueError if
+    none is left."""
+    kept = [p for p in pops if p.task not in set(heldout)]
+    if not kept:
+        raise ValueError(
+            f"data.heldout_tasks ({', '.join(heldout)}) leaves out every population: "
+            "nothing to train on"
+        )
+    return kept
 
 
 def read_source(pop: Population, config: DataConfig) -> Source:

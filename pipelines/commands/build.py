@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from pipelines.app import SchedulerOpt, StoreArg, WorkersOpt, app
+
+if TYPE_CHECKING:
+    from zoo.store import Zoo
 
 
 @app.command()
@@ -74,9 +77,35 @@ def print_info(store: str) -> None:
     def values(vs: tuple[float, ...]) -> str:
         return ", ".join(f"{v:g}" for v in vs)
 
+    print_tasks(zoo, console)
     console.print(
         f"grid: {spec.load.name} [{values(spec.load.values)}] x {spec.temperature.name} "
         f"[{values(spec.temperature.values)}] x {spec.seeds} seeds, {spec.epochs} epochs, "
         f"checkpoints {list(spec.checkpoints)}",
         highlight=False,
     )
+
+
+def print_tasks(zoo: Zoo, console: Console) -> None:
+    """The zoo's stored tasks: source, kind, parameters, split sizes, fingerprint, held out."""
+    from zoo.task_store import stored_tasks
+
+    records = stored_tasks(zoo.root)
+    held = set(zoo.spec.heldout_tasks)
+    if not records:
+        console.print("tasks: none stored (a store written before tasks were stored)")
+        return
+    table = Table(title="tasks")
+    for col in ("task", "source", "kind", "parameters", "train", "val", "test", "fingerprint",
+                "held out"):  # fmt: skip
+        table.add_column(col, justify="right" if col in ("train", "val", "test") else "left",
+                         no_wrap=True)  # fmt: skip
+    for name, r in records.items():
+        params = ", ".join(f"{k}={v:g}" for k, v in r.get("params", {}).items()) or "-"
+        sizes = r.get("sizes", {})
+        table.add_row(
+            name, r["source"], r["kind"], params, str(sizes.get("train", "?")),
+            str(sizes.get("val", "?")), str(sizes.get("test", "?")), r["fingerprint"],
+            "yes" if name in held else "no",
+        )  # fmt: skip
+    console.print(table)

@@ -133,6 +133,9 @@ def train_generator_cmd(
     console = Console()
     console.print(table)
     d = gen.config.data
+    if ds.config.heldout_tasks:
+        console.print(f"held-out tasks (left out of training, kept in the zoo for `zoo "
+                      f"evaluate`): {', '.join(ds.config.heldout_tasks)}")  # fmt: skip
     if d.exclude_phases or d.min_val_acc > 0:
         console.print(f"data filter: exclude_phases={d.exclude_phases}, "
                       f"min_val_acc={d.min_val_acc}")  # fmt: skip
@@ -319,7 +322,9 @@ def evaluate(
         report = evaluate_folds(run_dir, zoo, settings, out, label=str(run_dir))
     else:
         gen = load_generator(run_dir)
-        report = evaluate_generator(gen, dataset_for(gen, zoo), settings, out, label=str(run_dir))
+        report = evaluate_generator(
+            gen, dataset_for(gen, zoo), settings, out, label=str(run_dir), zoo=zoo
+        )
     console = Console()
     console.print(summary_table({str(run_dir): report}))
     console.print(per_group_table({"generated": report}))
