@@ -9,6 +9,7 @@ from typing import ClassVar
 import pytest
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from generators.neumeta.coordinates import (
     LayoutCoordinates,
@@ -16,6 +17,7 @@ from generators.neumeta.coordinates import (
     encode,
     fourier,
 )
+from generators.neumeta.field import bilinear_lookup
 from zoo.architectures import CNN, MLP, Architecture, Transformer
 from zoo.permutation import PermutationSpec
 
@@ -109,3 +111,18 @@ def test_large_kernels_are_refused() -> None:
     object.__setattr__(big, "_template", nn.Sequential(nn.Conv2d(1, 2, 5)))
     with pytest.raises(ValueError, match="kernels of at most 9 elements, 0.weight has 5 x 5"):
         LayoutCoordinates(big)
+
+
+@pytest.mark.parametrize("size,channels,rows", [(2, 1, 5), (8, 3, 200), (16, 4, 64)])
+def test_bilinear_lookup_is_grid_sample(size: int, channels: int, rows: int) -> None:
+    """The field's batched lookup equals F.grid_sample per row (align_corners=False, zeros
+    outside), points inside and just outside the grid."""
+    gen = torch.Generator().manual_seed(size)
+    grids = torch.randn(5, channels, size, size, generator=gen)
+    index = torch.randint(0, 5, (rows,), generator=gen)
+    pts = torch.rand(rows, 2, generator=gen) * 2.2 - 1.1
+    expected = torch.stack([
+        F.grid_sample(grids[v : v + 1], pts[i].view(1, 1, 1, 2), align_corners=False).view(-1)
+        for i, v in enumerate(index.tolist())
+    ])  # fmt: skip
+    torch.testing.assert_close(bilinear_lookup(grids, index, pts), expected, atol=1e-6, rtol=0)

@@ -83,15 +83,8 @@ class WeightField(nn.Module):
     def grid_features(self, u: Tensor, layer: Tensor) -> Tensor:
         """(R, C x levels) bilinear lookups of the (in, out) positions u (R, 2) in the grids of
         each row's tensor (layer (R,) vocabulary ids)."""
-        out = u.new_empty(len(u), self.grid.in_features)
         pts = (2 * u - 1).flip(1)  # grid_sample's (x, y) = (in, out), in [-1, 1]
-        for v in layer.unique().tolist():
-            rows = torch.nonzero(layer == v).flatten()
-            p = pts[rows].view(1, len(rows), 1, 2)
-            looks = [F.grid_sample(g[v : v + 1], p, align_corners=False).view(g.shape[1], -1)
-                     for g in self.grids]  # fmt: skip
-            out[rows] = torch.cat(looks).T
-        return out
+        return torch.cat([bilinear_lookup(g, layer, pts) for g in self.grids], dim=1)
 
     def basis(self, features: Tensor, u: Tensor, layer: Tensor, task: int) -> Tensor:
         """(R, K + 1) readout rows of R coordinates: features (R, encoded_dim) from
@@ -103,6 +96,27 @@ class WeightField(nn.Module):
         for block in self.blocks:
             h = block(h)
         return self.readout(F.silu(self.norm(h)))  # (R, K + 1)
+
+
+def bilinear_lookup(grids: Tensor, index: Tensor, pts: Tensor) -> Tensor:
+    """(R, C) bilinear lookups of points pts (R, 2) ((x, y) in [-1, 1]) in grids[index] (grids
+    (V, C, H, W), index (R,)): ``F.grid_sample`` with ``align_corners=False`` and zero padding,
+    for every row in one gather per corner. Its gradient fills the grids' once per call, where a
+    grid_sample per tensor (on a slice of the grids) filled it once per tensor."""
+    v, c, h, w = grids.shape
+    x = ((pts[:, 0] + 1) * w - 1) / 2  # pixel coordinates
+    y = ((pts[:, 1] + 1) * h - 1) / 2
+    x0, y0 = x.floor(), y.floor()
+    flat = grids.permute(0, 2, 3, 1).reshape(v * h * w, c)  # (V H W, C)
+    out = pts.new_zeros(len(pts), c)
+    for dx in (0.0, 1.0):
+        for dy in (0.0, 1.0):
+            xi, yi = x0 + dx, y0 + dy
+            weight = (1 - (x - xi).abs()) * (1 - (y - yi).abs())  # (R,)
+            inside = (xi >= 0) & (xi < w) & (yi >= 0) & (yi < h)
+            cell = (index * h + yi.clamp(0, h - 1).long()) * w + xi.clamp(0, w - 1).long()
+            out = out + flat[cell] * (weight * inside)[:, None]
+    return out
 
 
 def with_one(codes: Tensor) -> Tensor:
