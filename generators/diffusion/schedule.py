@@ -1,0 +1,70 @@
+"""diffusers' noise schedulers: DDPM for training, DDIM or DPM-Solver++ for few-step sampling.
+
+Training noises clean latents x0 at a uniformly drawn timestep of ``DDPMScheduler`` (1,000
+steps by default, D2NWG's linear betas) and regresses the noise (epsilon prediction). Sampling
+runs a fast scheduler built from the same betas, for a chosen number of steps.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
+from torch import Tensor
+
+SAMPLERS = ("ddim", "dpm")
+BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2")
+
+EpsFn = Callable[[Tensor, Tensor], Tensor]  # (x_t (B, ...), t (B,) long) -> eps (B, ...)
+
+
+def training_scheduler(timesteps: int, beta_schedule: str) -> DDPMScheduler:
+    if beta_schedule not in BETA_SCHEDULES:
+        raise ValueError(f"beta_schedule must be one of {', '.join(BETA_SCHEDULES)}")
+    return DDPMScheduler(num_train_timesteps=timesteps, beta_schedule=beta_schedule,
+                         prediction_type="epsilon", clip_sample=False)  # fmt: skip
+
+
+def sampling_scheduler(train: DDPMScheduler, name: str) -> DDIMScheduler | DPMSolverMultistepScheduler:
+    """A fresh fast scheduler (they keep per-run state) with the training scheduler's betas."""
+    cfg = train.config
+    common = dict(num_train_timesteps=cfg.num_train_timesteps, beta_schedule=cfg.beta_schedule,
+                  prediction_type="epsilon")  # fmt: skip
+    if name == "ddim":
+        return DDIMScheduler(**common, clip_sample=False, set_alpha_to_one=True)
+    if name == "dpm":
+        return DPMSolverMultistepScheduler(**common, algorithm_type="dpmsolver++", solver_order=2)
+    raise ValueError(f"unknown sampler {name!r} ({', '.join(SAMPLERS)})")
+
+
+def diffusion_loss(
+    eps: EpsFn, x0: Tensor, mask: Tensor, train: DDPMScheduler, rng: torch.Generator
+) -> Tensor:
+    """Mean squared error of the predicted noise on the real entries ``mask`` (broadcast to
+    x0 (B, ...)), at timesteps drawn uniformly from the training schedule."""
+    noise = torch.randn(x0.shape, generator=rng)
+    t = torch.randint(train.config.num_train_timesteps, (len(x0),), generator=rng)
+    xt = train.add_noise(x0, noise, t)
+    mask = mask.expand_as(x0).float()
+    return ((eps(xt, t) - noise).pow(2) * mask).sum() / mask.sum().clamp_min(1)
+
+
+@torch.no_grad()
+def denoise(
+    eps: EpsFn, x: Tensor, train: DDPMScheduler, sampler: str, steps: int,
+    rng: torch.Generator | None = None, eta: float = 0.0,
+) -> Tensor:  # fmt: skip
+    """x0 from the pure noise x (B, ...) in ``steps`` steps of ``sampler`` (``eta``: DDIM's share
+    of fresh noise per step, drawn from ``rng``; 0 is deterministic)."""
+    if steps < 1:
+        raise ValueError(f"sampling needs at least one step, got {steps}")
+    sched = sampling_scheduler(train, sampler)
+    sched.set_timesteps(steps)
+    for t in sched.timesteps:
+        e = eps(x, t.expand(len(x)))
+        if sampler == "ddim":
+            x = sched.step(e, t, x, eta=eta, generator=rng).prev_sample
+        else:
+            x = sched.step(e, t, x).prev_sample
+    return x
