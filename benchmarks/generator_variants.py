@@ -38,8 +38,9 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from rich.console import Console  # noqa: E402
 
-from generators import WeightDataset, load_generator  # noqa: E402
+from generators import WeightDataset, calibration_of, load_generator  # noqa: E402
 from generators.augmentation import interpolate_models  # noqa: E402
+from generators.training_rounds import distill_rounds  # noqa: E402
 from pipelines.crossval import cross_validate, evaluate_folds, fold_dirs  # noqa: E402
 from pipelines.demo import WEIGHTED_8, preset_flow  # noqa: E402
 from pipelines.evaluate import (  # noqa: E402
@@ -338,12 +339,12 @@ def main() -> None:
         s = r["summary"]
         results[name] = {
             "overrides": overrides, "sample_options": sample, "folds": args.folds,
-            "distilled": preset_flow(overrides).distill_rounds > 0,
+            "distilled": distill_rounds(preset_flow(overrides)) > 0,
             **{k: s[k] for k in KEYS},
             "acc_ratio_per_fold": [f["acc_ratio_free"] for f in r["folds"]],
             "train_seconds_per_fold": r["train_seconds"], "per_group": r["per_group"],
         }  # fmt: skip
-        calibrations = [load_generator(d).calibration for d in fold_dirs(run)]
+        calibrations = [calibration_of(load_generator(d)) for d in fold_dirs(run)]
         if "disagreement_weight" not in sample and all(calibrations):
             results[name]["calibrated_weight_per_fold"] = [
                 c.disagreement_weight for c in calibrations

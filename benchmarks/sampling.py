@@ -42,7 +42,15 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from generators import WeightDataset, WeightGenerator, load_generator, make_generator  # noqa: E402
+from generators import (  # noqa: E402
+    WeightDataset,
+    WeightGenerator,
+    calibrated_sampling,
+    calibration_of,
+    load_generator,
+    make_generator,
+    sample,
+)
 from pipelines.demo import WEIGHTED_8  # noqa: E402
 from pipelines.evaluate import accuracy, dataset_for  # noqa: E402
 from pipelines.presets import generator_preset  # noqa: E402
@@ -88,13 +96,13 @@ def timed_sample(
 ) -> tuple[float, Population]:
     """(seconds, population) of ``gen.sample(n, seed=rep, **options)`` after a warm-up: the
     fastest of ``repeats`` runs (the machine is shared: the fastest is the least disturbed)."""
-    gen.sample(8, **options)  # warm-up
+    sample(gen, 8, **options)  # warm-up
     times = []
     for rep in range(repeats):
         if device == "cuda":
             torch.cuda.synchronize()
         t0 = time.perf_counter()
-        pop = gen.sample(n, seed=rep, **options)
+        pop = sample(gen, n, seed=rep, **options)
         times.append(time.perf_counter() - t0)
     return min(times), pop
 
@@ -157,7 +165,7 @@ def main() -> None:
     weighted_16 = {**WEIGHTED_8, "candidates": 16, "disagreement_weight": 0.6}
     weighted_32 = {**WEIGHTED_8, "candidates": 32, "disagreement_weight": 0.6}
     # zoo demo's setting: best of 16 at the weight the generator calibrated (the preset's)
-    calibrated = [gen.calibrated_sampling()] if gen.calibration is not None else []
+    calibrated = [calibrated_sampling(gen)] if calibration_of(gen) is not None else []
     for opts in ({"candidates": 1}, {"candidates": 4}, {"candidates": 8}, WEIGHTED_8, eight_steps,
                  novel, sixteen, thirty_two, weighted_16, weighted_32, *calibrated):  # fmt: skip
         opts = {"select": "closest", "temperature": temperature,
@@ -205,10 +213,10 @@ def main() -> None:
                 if how != "coded":  # a class attribute, restored below
                     arch_class.input_layer = property(lambda self: ())  # type: ignore[assignment]
                 if how == "weights":  # an instance attribute: this generator only
-                    gen._affine_code = lambda *a, **k: None  # type: ignore[method-assign]
+                    gen.affine_code = lambda *a, **k: None  # type: ignore[method-assign]
                 sec, _ = timed_sample(gen, n, 1, args.device, width=width, **opts)
                 if how == "weights":
-                    del gen._affine_code
+                    del gen.affine_code
                 arch_class.input_layer = split  # type: ignore[method-assign]
                 times[how].append(sec)
         fastest = {how: min(t) for how, t in times.items()}

@@ -25,20 +25,20 @@ from the distilled generators: see the README ("Calibrated weight").
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import Tensor
 
+from generators.base import WeightGenerator
+from generators.best_of_k import draw_predictions, training_reference
 from generators.config import CalibrateConfig
 from generators.selection import check_classes
 from zoo.tasks import get_task
 from zoo.training import prediction_disagreement
 
-if TYPE_CHECKING:
-    from generators.base import WeightGenerator
-
 HALVES_SEED = 7  # the fixed split of the validation points into the two halves
+RECORD = "calibration"  # its key in a generator's records (saved in generator.json)
 
 
 @dataclass(frozen=True)
@@ -141,12 +141,12 @@ def calibrate_weight(generator: WeightGenerator, cfg: CalibrateConfig, seed: int
         if len(train_w) < 2:  # no neighbour to leave out: nothing to aim at
             continue
         check_classes(grp.task)
-        reference = generator.training_reference(g, **cfg.options)
+        reference = training_reference(generator, g, **cfg.options)
         targets[grp.key] = float(leave_one_out_disagreement(train_w, reference.labels).mean())
         rng = torch.Generator().manual_seed(seed + g)
         prompts = info.draw_prompts(g, cfg.per_net * len(train_w), rng)  # (n,)
-        predicted, nearest = generator.draw_predictions(
-            prompts.repeat_interleave(cfg.candidates), g, rng, reference, **cfg.options
+        predicted, nearest = draw_predictions(
+            generator, prompts.repeat_interleave(cfg.candidates), g, rng, reference, **cfg.options
         )  # (n * k, V), (n * k,)
         y_val = get_task(grp.task).split("val")[1]
         points = torch.randperm(len(y_val), generator=torch.Generator().manual_seed(HALVES_SEED))
@@ -168,3 +168,35 @@ def calibrate_weight(generator: WeightGenerator, cfg: CalibrateConfig, seed: int
         curve_disagreement=[float(d) for d in disagreement],
         curve_accuracy=[float(a) for a in accuracy],
     )  # fmt: skip
+
+
+def calibrate(generator: WeightGenerator) -> Calibration | None:
+    """Calibrate a trained ``generator``'s ``weighted`` rule by its ``config.calibrate`` (None
+    where that is off) and keep the result in its records, saved with it; best-of-k sampling
+    (:func:`generators.sampling.sample`) then takes it as its default weight."""
+    cfg = generator.config.calibrate
+    generator.records.pop(RECORD, None)
+    if not cfg.candidates:
+        return None
+    calibration = calibrate_weight(generator, cfg, generator.config.training.seed)
+    generator.records[RECORD] = calibration.to_dict()
+    return calibration
+
+
+def calibration_of(generator: WeightGenerator) -> Calibration | None:
+    """The calibration a trained generator keeps (None: not calibrated)."""
+    record = generator.records.get(RECORD)
+    return None if record is None else Calibration.from_dict(record)
+
+
+def calibrated_sampling(generator: WeightGenerator) -> dict[str, Any]:
+    """Keyword arguments of :func:`generators.sampling.sample` for the calibrated best-of-k
+    (candidates, the weighted rule, its calibrated weight and the sampling options it was
+    calibrated with); a ValueError for a generator without a calibration."""
+    calibration = calibration_of(generator)
+    if calibration is None:
+        raise ValueError(
+            "this generator has no calibrated weight: train it with "
+            "calibrate.candidates > 0 (the shipped flow preset does)"
+        )
+    return calibration.sampling()

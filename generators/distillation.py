@@ -16,16 +16,14 @@ split stay unseen, and novelty is still measured against the real training nets 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
+from generators.base import WeightGenerator
 from generators.config import DistillConfig
 from generators.dataset import WeightDataset
-
-if TYPE_CHECKING:
-    from generators.base import WeightGenerator
+from generators.sampling import sample
 
 
 @dataclass(frozen=True)
@@ -54,8 +52,8 @@ def distill_nets(
         m = len(dataset.group_rows(g, True))
         if m == 0 or cfg.per_net == 0:
             continue
-        pop = generator.sample(
-            cfg.per_net * m, task=grp.task, width=grp.width, seed=seed + g,
+        pop = sample(
+            generator, cfg.per_net * m, task=grp.task, width=grp.width, seed=seed + g,
             candidates=cfg.candidates, select="weighted",
             disagreement_weight=cfg.disagreement_weight,
         )  # fmt: skip

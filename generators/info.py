@@ -69,6 +69,23 @@ class DatasetInfo:
     def has_property(self) -> bool:
         return bool(self.data.property) and any(self.group_props)
 
+    def find_group(self, task: str | None, width: int | None) -> int | None:
+        """Index of the group for (task, width) (defaults: the only task, its widest width), or
+        None where the generator has no such group (an unseen task or width, or no task named
+        where it knows several)."""
+        if task is None:
+            if len(self.tasks) > 1:
+                return None
+            task = self.tasks[0]
+        widths = sorted(g.width for g in self.groups if g.task == task)
+        if not widths:
+            return None
+        width = widths[-1] if width is None else int(width)
+        for i, g in enumerate(self.groups):
+            if g.task == task and g.width == width:
+                return i
+        return None
+
     def resolve(self, task: str | None, width: int | None) -> int:
         """Index of the group for (task, width); defaults: the only task, the widest width."""
         if task is None:
@@ -125,10 +142,12 @@ class DatasetInfo:
         out.update({f"{TRAIN_WEIGHTS}.{g}": w for g, w in enumerate(self.train_weights)})
         return out
 
-    def draw_prompts(self, g: int, n: int, rng: torch.Generator) -> Tensor:
+    def draw_prompts(self, g: int | None, n: int, rng: torch.Generator) -> Tensor:
         """(n,) property values to prompt group g with, drawn (with replacement) from its training
-        models' values (the mean of all groups' where it has none)."""
-        pool = torch.tensor(self.group_props[g] or [self.prop_mean])
+        models' values (the mean of all groups' where it has none); g None (a draw outside the
+        training groups): from every group's values."""
+        values = [v for p in self.group_props for v in p] if g is None else self.group_props[g]
+        pool = torch.tensor(values or [self.prop_mean])
         return pool[torch.randint(len(pool), (n,), generator=rng)]
 
     def training_nets(self, g: int) -> Tensor:

@@ -26,6 +26,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from generators.calibration import calibrated_sampling, calibration_of
+from generators.sampling import sample
 from generators.selection import DISAGREEMENT_WEIGHT
 from pipelines.evaluate import WEIGHT_SWEEP
 
@@ -61,7 +63,7 @@ def calibrated_best_of(gen: Any) -> dict[str, Any]:
     """The best-of-k sampling options a trained generator was calibrated for, without the weight
     itself (:mod:`generators.calibration`): evaluated fold by fold, each fold's generator then
     keeps by its own calibrated weight."""
-    opts = gen.calibrated_sampling()
+    opts = calibrated_sampling(gen)
     return {k: v for k, v in opts.items() if k != "disagreement_weight"}
 
 
@@ -225,7 +227,7 @@ def run_demo(
     selected = calibrated_best_of(fold_gens[0])
     k = selected["candidates"]
     best = f"canonical, best of {k}"
-    weights = [g.calibration.disagreement_weight for g in fold_gens]
+    weights = [calibration_of(g).disagreement_weight for g in fold_gens]
     console.rule(f"4/5 the canonical generators again, keeping one of {k} draws per prompt")
     console.print(f"kept: the highest validation accuracy + w x disagreement with the nearest "
                   f"training net, w calibrated by each fold's generator (validation split only): "
@@ -244,7 +246,7 @@ def run_demo(
     pop = gen.sample(1000, seed=0)
     timings["sample_1000"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    gen.sample(1000, seed=0, **gen.calibrated_sampling())
+    sample(gen, 1000, seed=0, **calibrated_sampling(gen))
     timings["sample_1000_best_of"] = time.perf_counter() - t0
     samples = save_population(gen.sample(n, seed=0), out / "samples.safetensors")
     tradeoff = plot_tradeoff(list(reports.values()), out / "tradeoff.png")

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from generators import WeightDataset, WeightGenerator
+from generators import WeightDataset, WeightGenerator, sample
 from zoo.architectures import Architecture
 from zoo.tasks import TaskData, get_task
 from zoo.training import predicted_class, prediction_disagreement, split_predictions
@@ -180,7 +180,7 @@ def evaluate_group(
     out: dict[str, Any] = {"group": grp.key, "task": grp.task, "width": grp.width,
                            "train_models": len(train_w), "heldout_models": len(held_w)}  # fmt: skip
     t0 = time.perf_counter()
-    pop = gen.sample(s.n, task=grp.task, width=grp.width, seed=s.seed, **s.sample_options)
+    pop = sample(gen, s.n, task=grp.task, width=grp.width, seed=s.seed, **s.sample_options)
     out["seconds_per_net"] = (time.perf_counter() - t0) / s.n
     gen_w = pop.weights()
     gen_p = predictions(arch, task, gen_w)
@@ -202,8 +202,8 @@ def evaluate_group(
             matched = []
             for v in targets.unique():
                 k = int((targets == v).sum())
-                p = gen.sample(k, task=grp.task, width=grp.width, seed=s.seed + 1, target=float(v),
-                               **s.sample_options)  # fmt: skip
+                p = sample(gen, k, task=grp.task, width=grp.width, seed=s.seed + 1,
+                           target=float(v), **s.sample_options)  # fmt: skip
                 matched.append(p.weights())
             mw = torch.cat(matched)
             macc = accuracy(arch, task, mw)
@@ -245,7 +245,7 @@ def tradeoff(gen: WeightGenerator, ds: WeightDataset, s: EvalSettings,
             arch, task = grp.arch, tasks[grp.task]
             train_w, held_w = ds.group_weights(g, True), ds.group_weights(g, False)
             opts = {**s.sample_options, s.knob: value}
-            w = gen.sample(s.n, task=grp.task, width=grp.width, seed=s.seed, **opts).weights()
+            w = sample(gen, s.n, task=grp.task, width=grp.width, seed=s.seed, **opts).weights()
             p, tp = predictions(arch, task, w), predictions(arch, task, train_w)
             accs.append(p.eq(task.y_test).float().mean(dim=1))
             if len(held_w):

@@ -27,8 +27,9 @@ from torch import Tensor
 from torch.utils.data import DataLoader, IterableDataset
 
 from generators import WeightDataset, WeightGenerator
-from generators.base import step_generators
-from generators.distillation import Distilled
+from generators.base import ExtraNets, step_generators
+from generators.calibration import calibrate as calibrate_generator
+from generators.training_rounds import check_strategies, distill, distill_rounds
 from pipelines.safetensors_checkpoint import SafetensorsCheckpointIO
 
 CHECKPOINT_DIR = "checkpoints"
@@ -133,12 +134,13 @@ def train_generator(
     out = Path(run_dir)
     options = dict(devices=devices, accelerator=accelerator, resume=resume, progress=progress,
                    checkpoints=checkpoints, callbacks=callbacks)  # fmt: skip
-    rounds = generator.distill_rounds
+    check_strategies(generator, dataset)
+    rounds = distill_rounds(generator)
     seconds, distilled = 0.0, None
     for r in range(rounds + 1):
         t0 = time.perf_counter()
         if r > 0:
-            distilled = generator.distill(dataset)  # deterministic: a resumed run draws the same
+            distilled = distill(generator, dataset)  # deterministic: a resumed run draws the same
         where = out / round_dir(r) if r < rounds else out
         summary = train_round(generator, dataset, where, distilled, calibrate=r == rounds,
                               **options)  # fmt: skip
@@ -153,7 +155,7 @@ def round_dir(r: int) -> str:
 
 
 def train_round(
-    generator: WeightGenerator, dataset: WeightDataset, out: Path, distilled: Distilled | None,
+    generator: WeightGenerator, dataset: WeightDataset, out: Path, distilled: ExtraNets | None,
     devices: int | str, accelerator: str, resume: bool, progress: bool, checkpoints: int,
     callbacks: list[L.Callback] | None, calibrate: bool = False,
 ) -> TrainSummary:  # fmt: skip
@@ -162,6 +164,10 @@ def train_round(
     before it is saved."""
     steps = generator.config.training.max_steps
     generator.prepare(dataset, distilled)  # deterministic: a resumed run rebuilds the same state
+    if not generator.iterative:  # fitted in closed form by prepare: nothing to optimize
+        t0 = time.perf_counter()
+        finish_round(generator, out, calibrate)
+        return TrainSummary(out, 0, time.perf_counter() - t0, float("nan"), 0)
     ckpt_dir = out / CHECKPOINT_DIR
     last = ckpt_dir / "last.ckpt"
     start = 0
@@ -195,10 +201,18 @@ def train_round(
     generator.network.eval()
     loss = trainer.callback_metrics.get("train_loss")
     if trainer.is_global_zero:
-        if calibrate and generator.calibrate() is not None:
-            from pipelines.evaluation_plots import plot_calibration
-
-            plot_calibration(generator.calibration, out / "calibration.png")
-        generator.save(out)
+        finish_round(generator, out, calibrate)
     return TrainSummary(out, int(trainer.global_step), seconds,
                         float(loss) if loss is not None else float("nan"), start)  # fmt: skip
+
+
+def finish_round(generator: WeightGenerator, out: Path, calibrate: bool) -> None:
+    """Save a trained round to ``out``; the last round (``calibrate``) first calibrates its
+    best-of-k weight by ``config.calibrate``, plotted as ``out/calibration.png``."""
+    if calibrate:
+        calibration = calibrate_generator(generator)
+        if calibration is not None:
+            from pipelines.evaluation_plots import plot_calibration
+
+            plot_calibration(calibration, out / "calibration.png")
+    generator.save(out)

@@ -9,6 +9,7 @@ from zoo_fixtures import moons_mlp, moons_populations, tiny_flow
 
 from generators import FlowConfig, FlowGenerator, WeightDataset
 from generators.affine_code import AffineCode
+from generators.best_of_k import group_request
 from generators.selection import TrainingNets
 from zoo import get_task
 
@@ -64,16 +65,22 @@ def test_flow_draws_decode_from_their_codes(dataset: WeightDataset) -> None:
     gen = FlowGenerator(FlowConfig().with_overrides(tiny_flow(5)))
     gen.fit(dataset)
     g = gen.info.resolve(None, 5)
-    code = gen._affine_code(g)
+    code = gen.affine_code(group_request(gen, g, None))
     codes = torch.full((6, code.dim), float("nan"))
-    w = gen._sample(6, g, torch.Generator().manual_seed(1), None, codes=codes)
+    w = gen.sample_coded(
+        6, group_request(gen, g, None), torch.Generator().manual_seed(1), None, codes
+    )
     torch.testing.assert_close(code.decode(codes), w)
-    assert torch.equal(w, gen._sample(6, g, torch.Generator().manual_seed(1), None))
-    assert gen._affine_code(g, novelty=0.5) is None
+    assert torch.equal(
+        w, gen._sample(6, group_request(gen, g, None), torch.Generator().manual_seed(1))
+    )
+    assert gen.affine_code(group_request(gen, g, None), novelty=0.5) is None
     with pytest.raises(ValueError, match=r"codes must be an \(6, K\) tensor"):
-        gen._sample(6, g, torch.Generator(), None, codes=codes, novelty=0.5)
+        gen.sample_coded(
+            6, group_request(gen, g, None), torch.Generator(), None, codes, novelty=0.5
+        )
     full = FlowGenerator(FlowConfig().with_overrides(tiny_flow(5, **{"model.pca": 0})))
     full.fit(dataset)
-    assert full._affine_code(g) is None
+    assert full.affine_code(group_request(full, g, None)) is None
     with pytest.raises(ValueError, match=r"codes must be an \(6, K\) tensor"):
-        full._sample(6, g, torch.Generator(), None, codes=codes)
+        full.sample_coded(6, group_request(full, g, None), torch.Generator(), None, codes)

@@ -13,14 +13,20 @@ from torch import Tensor
 from zoo_fixtures import moons_populations, tiny_flow
 
 from generators import FlowConfig, FlowGenerator, WeightDataset, load_generator
+from generators.best_of_k import draw_predictions, group_request, training_reference
 from generators.calibration import (
     Calibration,
+    calibrate,
+    calibrated_sampling,
+    calibration_of,
     crossfit_curve,
     leave_one_out_disagreement,
     smallest_reaching,
 )
 from generators.config import CalibrateConfig
+from generators.sampling import sample
 from generators.selection import DISAGREEMENT_WEIGHT
+from generators.training_rounds import fit_rounds
 from zoo import get_task
 from zoo.tasks import TaskData
 from zoo.training import split_predictions
@@ -144,7 +150,7 @@ def dataset() -> WeightDataset:
 @pytest.fixture(scope="module")
 def calibrated(dataset: WeightDataset) -> FlowGenerator:
     gen = FlowGenerator(FlowConfig().with_overrides({**tiny_flow(30), **CALIBRATE}))
-    gen.fit(dataset)
+    fit_rounds(gen, dataset)
     return gen
 
 
@@ -153,19 +159,20 @@ def test_unknown_calibration_options_fail_before_training(dataset: WeightDataset
         **tiny_flow(30), **CALIBRATE, "calibrate.options": {"bogus": 1.0},
     }))  # fmt: skip
     with pytest.raises(ValueError, match=r"unknown sampling option\(s\) \['bogus'\]"):
-        gen.prepare(dataset)
+        fit_rounds(gen, dataset)
+    assert gen.info is None, "refused before anything was trained"
     loss_gen = FlowGenerator(FlowConfig().with_overrides({**tiny_flow(30), **CALIBRATE}))
     on_loss = WeightDataset.from_populations(
         moons_populations((3, 5)), type(dataset.config)(property="val_loss")
     )
     with pytest.raises(ValueError, match="rule 'weighted' adds an accuracy and a disagreement"):
-        loss_gen.prepare(on_loss)
+        fit_rounds(loss_gen, on_loss)
 
 
 def test_the_calibration_is_its_curve_and_target(calibrated: FlowGenerator) -> None:
     """The target is the groups' leave-one-out mean (validation split) plus the margin; the
     weight is the smallest on the grid whose curve reaches it."""
-    c = calibrated.calibration
+    c = calibration_of(calibrated)
     info = calibrated.info
     val = get_task("moons")
     for g, grp in enumerate(info.groups):
@@ -180,20 +187,20 @@ def test_the_calibration_is_its_curve_and_target(calibrated: FlowGenerator) -> N
     assert i == smallest_reaching(torch.tensor(c.curve_disagreement), weights, c.target)
     assert c.reached == c.curve_disagreement[i] and c.accuracy == c.curve_accuracy[i]
     assert c.candidates == 4 and c.options == {"temperature": 1.0, "steps": 4}
-    assert calibrated.calibrated_sampling() == {
+    assert calibrated_sampling(calibrated) == {
         "candidates": 4, "select": "weighted", "disagreement_weight": c.disagreement_weight,
         "temperature": 1.0, "steps": 4,
     }  # fmt: skip
 
 
 def test_a_margin_raises_the_target_on_the_same_draws(calibrated: FlowGenerator) -> None:
-    base = calibrated.calibration
+    base = calibration_of(calibrated)
     calibrated.config = calibrated.config.with_overrides({"calibrate.margin": 0.05})
     try:
-        raised = calibrated.calibrate()
+        raised = calibrate(calibrated)
     finally:
         calibrated.config = calibrated.config.with_overrides({"calibrate.margin": 0.0})
-        calibrated.calibration = base
+        calibrated.records["calibration"] = base.to_dict()
     assert raised.target == pytest.approx(base.target + 0.05)
     assert raised.curve_disagreement == base.curve_disagreement  # the same draws
     assert raised.disagreement_weight >= base.disagreement_weight
@@ -209,12 +216,12 @@ def test_calibration_reads_no_test_split(
         splits.append(name)
         return original(self, name)
 
-    base = calibrated.calibration
+    base = calibration_of(calibrated)
     monkeypatch.setattr(TaskData, "split", recording)
     try:
-        again = calibrated.calibrate()
+        again = calibrate(calibrated)
     finally:
-        calibrated.calibration = base
+        calibrated.records["calibration"] = base.to_dict()
     assert again == base  # deterministic: seeded by the training seed
     assert splits and set(splits) == {"val"}
 
@@ -224,12 +231,12 @@ def test_coded_and_decoded_draws_predict_alike(
 ) -> None:
     g = calibrated.info.resolve(None, 5)
     opts = {"temperature": 1.0, "steps": 4}
-    reference = calibrated.training_reference(g, **opts)
+    reference = training_reference(calibrated, g, **opts)
     prompts = torch.linspace(0.6, 0.9, 20)
 
     def draws() -> tuple[Tensor, Tensor]:
         rng = torch.Generator().manual_seed(3)
-        return calibrated.draw_predictions(prompts, g, rng, reference, **opts)
+        return draw_predictions(calibrated, prompts, g, rng, reference, **opts)
 
     coded = draws()
     arch_class = type(calibrated.info.groups[g].arch)
@@ -238,7 +245,9 @@ def test_coded_and_decoded_draws_predict_alike(
     assert torch.equal(coded[1], decoded[1])
     assert (coded[0] != decoded[0]).float().mean() < 0.01  # float rounding at the boundary
     arch = calibrated.info.groups[g].arch
-    weights = calibrated._sample(20, g, torch.Generator().manual_seed(3), prompts, **opts)
+    weights = calibrated._sample(
+        20, group_request(calibrated, g, prompts), torch.Generator().manual_seed(3), **opts
+    )
     assert torch.equal(decoded[0], split_predictions(arch, get_task("moons"), weights, "val"))
 
 
@@ -246,36 +255,36 @@ def test_a_calibrated_generator_saves_and_samples_with_its_weight(
     calibrated: FlowGenerator, tmp_path: Path
 ) -> None:
     loaded = load_generator(calibrated.save(tmp_path / "gen"))
-    assert loaded.calibration == calibrated.calibration
+    assert calibration_of(loaded) == calibration_of(calibrated)
     meta = json.loads((tmp_path / "gen" / "generator.json").read_text())
-    assert Calibration.from_dict(meta["calibration"]) == calibrated.calibration
-    w = calibrated.calibration.disagreement_weight
-    by_default = loaded.sample(5, width=5, seed=2, candidates=4, select="weighted")
-    explicit = loaded.sample(5, width=5, seed=2, candidates=4, select="weighted",
+    assert Calibration.from_dict(meta["calibration"]) == calibration_of(calibrated)
+    w = calibration_of(calibrated).disagreement_weight
+    by_default = sample(loaded, 5, width=5, seed=2, candidates=4, select="weighted")
+    explicit = sample(loaded, 5, width=5, seed=2, candidates=4, select="weighted",
                              disagreement_weight=w)  # fmt: skip
     assert torch.equal(by_default.weights(), explicit.weights())
-    calibrated_pop = loaded.sample(5, width=5, seed=2, **loaded.calibrated_sampling())
+    calibrated_pop = sample(loaded, 5, width=5, seed=2, **calibrated_sampling(loaded))
     assert len(calibrated_pop) == 5
 
 
 def test_an_uncalibrated_generator_keeps_the_default_weight(dataset: WeightDataset) -> None:
     gen = FlowGenerator(FlowConfig().with_overrides(tiny_flow(20)))
     gen.fit(dataset)
-    assert gen.calibration is None
+    assert calibration_of(gen) is None
     with pytest.raises(ValueError, match="this generator has no calibrated weight"):
-        gen.calibrated_sampling()
+        calibrated_sampling(gen)
     opts = {"width": 5, "seed": 1, "candidates": 3, "select": "weighted"}
-    assert torch.equal(gen.sample(4, **opts).weights(),
-                       gen.sample(4, disagreement_weight=DISAGREEMENT_WEIGHT, **opts).weights())  # fmt: skip
+    assert torch.equal(sample(gen, 4, **opts).weights(),
+                       sample(gen, 4, disagreement_weight=DISAGREEMENT_WEIGHT, **opts).weights())  # fmt: skip
 
 
 def test_preparing_again_voids_the_calibration(
     calibrated: FlowGenerator, dataset: WeightDataset
 ) -> None:
     gen = FlowGenerator(calibrated.config)
-    gen.calibration = calibrated.calibration
+    gen.records["calibration"] = calibration_of(calibrated).to_dict()
     gen.prepare(dataset)
-    assert gen.calibration is None
+    assert calibration_of(gen) is None
 
 
 def test_zoo_sample_calibrated(
@@ -287,7 +296,7 @@ def test_zoo_sample_calibrated(
     out = tmp_path / "nets.safetensors"
     assert main(["sample", run, "--n", "3", "--width", "5", "--calibrated", "--out", str(out)]) == 0
     assert out.is_file()
-    assert f"best of {calibrated.calibration.candidates} (weighted)" in capsys.readouterr().out
+    assert f"best of {calibration_of(calibrated).candidates} (weighted)" in capsys.readouterr().out
     code = main(["sample", run, "--calibrated", "--candidates", "8", "--steps", "2",
                  "--out", str(out)])  # fmt: skip
     err = capsys.readouterr().err

@@ -10,10 +10,12 @@ import torch.nn.functional as F
 from torch import Tensor
 from zoo_fixtures import moons_populations, tiny_flow
 
-import generators.base
+import generators.best_of_k
 from generators import FlowConfig, FlowGenerator, WeightDataset
 from generators.affine_code import AffineCode
+from generators.best_of_k import group_request
 from generators.coded_forward import CodedForward
+from generators.sampling import sample
 from generators.selection import PromptSelection, TrainingNets
 from zoo import CNN, MLP, get_task
 from zoo.training import eval_batch, evaluate, split_scores
@@ -120,9 +122,11 @@ def trained() -> FlowGenerator:
 
 def decoded_round(gen: FlowGenerator, m: int, g: int, seed: int) -> tuple[Tensor, Tensor]:
     """(codes (m, K), weights (m, N)) of one round of draws: the codes decode to the draws."""
-    codes = gen._sample_codes(m, g, torch.Generator().manual_seed(seed), None)
-    weights = gen._sample(m, g, torch.Generator().manual_seed(seed), None)
-    torch.testing.assert_close(gen._affine_code(g).decode(codes), weights, rtol=0, atol=1e-6)
+    codes = gen.sample_codes(m, group_request(gen, g, None), torch.Generator().manual_seed(seed))
+    weights = gen._sample(m, group_request(gen, g, None), torch.Generator().manual_seed(seed))
+    torch.testing.assert_close(
+        gen.affine_code(group_request(gen, g, None)).decode(codes), weights, rtol=0, atol=1e-6
+    )
     return codes, weights
 
 
@@ -136,7 +140,7 @@ def test_coded_selection_makes_the_choices_of_the_decoded_one(
     n, k = 6, 4
     g = trained.info.resolve(None, 5)
     arch = trained.info.groups[g].arch
-    code = trained._affine_code(g)
+    code = trained.affine_code(group_request(trained, g, None))
     codes, weights = decoded_round(trained, n * k, g, seed=7)
     prompts = torch.linspace(0.7, 0.9, n) if prop == "val_acc" else torch.linspace(0.3, 0.5, n)
     reference = TrainingNets.of(arch, "moons", trained.info.training_nets(g), code)
@@ -154,8 +158,13 @@ def test_coded_selection_makes_the_choices_of_the_decoded_one(
 def test_coded_selection_errors(trained: FlowGenerator) -> None:
     g = trained.info.resolve(None, 3)
     arch = trained.info.groups[g].arch
-    forward = CodedForward(arch, trained._affine_code(g), get_task("moons").split("val")[0], 4)
-    codes = torch.zeros(4, trained._affine_code(g).dim)
+    forward = CodedForward(
+        arch,
+        trained.affine_code(group_request(trained, g, None)),
+        get_task("moons").split("val")[0],
+        4,
+    )
+    codes = torch.zeros(4, trained.affine_code(group_request(trained, g, None)).dim)
     with pytest.raises(ValueError, match="measure the validation split, not train_acc"):
         PromptSelection(2, "train_acc").select_coded(codes, torch.zeros(2), forward, "moons")
     with pytest.raises(ValueError, match=r"expected 6 candidates \(3 prompts x 2\), got 4"):
@@ -163,7 +172,7 @@ def test_coded_selection_errors(trained: FlowGenerator) -> None:
     with pytest.raises(ValueError, match="rule 'novel' needs the training nets"):
         PromptSelection(2, "val_acc", "novel").select_coded(codes, torch.zeros(2), forward, "moons")
     with pytest.raises(ValueError, match="these draws have no code"):
-        trained._sample_codes(3, g, torch.Generator(), None, novelty=0.5)
+        trained.sample_codes(3, group_request(trained, g, None), torch.Generator(), novelty=0.5)
 
 
 def test_best_of_k_decodes_only_the_kept_candidates(
@@ -180,7 +189,7 @@ def test_best_of_k_decodes_only_the_kept_candidates(
         return original(self, codes, out)
 
     monkeypatch.setattr(AffineCode, "decode", counting)
-    monkeypatch.setattr(generators.base, "SELECT_CANDIDATES", 12)  # rounds of 3 prompts x 4
-    pop = trained.sample(7, width=5, seed=1, candidates=4, select="weighted")
+    monkeypatch.setattr(generators.best_of_k, "SELECT_CANDIDATES", 12)  # rounds of 3 prompts x 4
+    pop = sample(trained, 7, width=5, seed=1, candidates=4, select="weighted")
     assert sum(decoded) == 7 and len(pop.weights()) == 7
     assert torch.equal(pop.conditioning["measured_val_acc"], pop.evaluate(split="val"))

@@ -10,7 +10,9 @@ from zoo_fixtures import tiny_flow, trained_moons
 
 from generators import DataConfig, FlowConfig, FlowGenerator, WeightDataset, load_generator
 from generators.distillation import distill_nets
+from generators.sampling import sample
 from generators.selection import nearest_disagreement
+from generators.training_rounds import distill, fit_rounds
 from pipelines.generator_training import round_dir, train_generator
 from zoo import Population, get_task
 from zoo.training import evaluate
@@ -45,7 +47,7 @@ def test_distilled_nets_are_the_weighted_choices_with_their_measured_accuracy(
         rows = d.group == g
         m = len(dataset.group_rows(g, True))
         assert int(rows.sum()) == 2 * m  # per_net x training nets
-        ref = first.sample(2 * m, task=grp.task, width=grp.width, seed=7 + g, candidates=3,
+        ref = sample(first, 2 * m, task=grp.task, width=grp.width, seed=7 + g, candidates=3,
                            select="weighted", disagreement_weight=0.5)  # fmt: skip
         w = dataset.padded.crop(d.weights[rows], g)
         assert torch.equal(w, ref.weights())
@@ -62,10 +64,10 @@ def test_second_round_trains_afresh_on_real_interpolated_and_distilled_nets(
     dataset: WeightDataset,
 ) -> None:
     gen = FlowGenerator(FlowConfig().with_overrides({**TINY, **DISTILL}))
-    losses = gen.fit(dataset)
+    losses = fit_rounds(gen, dataset)
     plain = FlowGenerator(FlowConfig().with_overrides(TINY))
     assert len(losses) == 2 * 30 and losses[:30] == plain.fit(dataset), "round one: the plain one"
-    assert len(plain.distill(dataset)) == 0, "the plain config distils nothing"
+    assert len(distill(plain, dataset)) == 0, "the plain config distils nothing"
     extra = distill_nets(plain, dataset, gen.config.distill, gen.config.training.seed)
     assert len(extra) == 2 * len(dataset.train_index)
     assert gen.num_examples == plain.num_examples + len(extra)
@@ -81,7 +83,7 @@ def test_lightning_runs_both_rounds_and_resumes(dataset: WeightDataset, tmp_path
     gen = FlowGenerator(FlowConfig().with_overrides({**TINY, **DISTILL}))
     s = train_generator(gen, dataset, tmp_path / "run", progress=False)
     plain = FlowGenerator(FlowConfig().with_overrides({**TINY, **DISTILL}))
-    plain.fit(dataset)
+    fit_rounds(plain, dataset)
     for k, v in state(gen).items():
         assert torch.equal(v, state(plain)[k]), k
     assert s.steps == 30 and s.seconds > 0
@@ -93,8 +95,8 @@ def test_lightning_runs_both_rounds_and_resumes(dataset: WeightDataset, tmp_path
     for k, v in state(gen).items():
         assert torch.equal(v, state(again)[k]), k
     assert torch.equal(
-        load_generator(tmp_path / "run").sample(4, seed=2).weights(),
-        gen.sample(4, seed=2).weights(),
+        sample(load_generator(tmp_path / "run"), 4, seed=2).weights(),
+        sample(gen, 4, seed=2).weights(),
     )
 
 
@@ -103,11 +105,11 @@ def test_each_round_trains_on_the_previous_rounds_draws(
 ) -> None:
     two = {**TINY, **DISTILL, "distill.rounds": 2}
     gen = FlowGenerator(FlowConfig().with_overrides(two))
-    losses = gen.fit(dataset)
+    losses = fit_rounds(gen, dataset)
     once = FlowGenerator(FlowConfig().with_overrides({**TINY, **DISTILL}))
-    assert len(losses) == 3 * 30 and losses[:60] == once.fit(dataset)
+    assert len(losses) == 3 * 30 and losses[:60] == fit_rounds(once, dataset)
     manual = FlowGenerator(FlowConfig().with_overrides(two))
-    manual.prepare(dataset, once.distill(dataset))  # only the last round's draws
+    manual.prepare(dataset, distill(once, dataset))  # only the last round's draws
     manual._train_loop(None)
     for k, v in state(gen).items():
         assert torch.equal(v, state(manual)[k]), k
@@ -117,7 +119,7 @@ def test_each_round_trains_on_the_previous_rounds_draws(
     for k, v in state(gen).items():
         assert torch.equal(v, state(lit)[k]), k
     middle = load_generator(tmp_path / "run" / round_dir(1))  # the once-distilled generator
-    assert torch.equal(middle.sample(3, seed=1).weights(), once.sample(3, seed=1).weights())
+    assert torch.equal(sample(middle, 3, seed=1).weights(), sample(once, 3, seed=1).weights())
 
 
 @pytest.mark.parametrize(
@@ -143,5 +145,5 @@ def test_distillation_needs_an_accuracy_property_before_training(prop: str, mess
     ds = WeightDataset.from_populations(pops, DataConfig(property=prop))
     gen = FlowGenerator(FlowConfig().with_overrides({**TINY, **DISTILL}))
     with pytest.raises(ValueError, match=message):
-        gen.fit(ds)
+        fit_rounds(gen, ds)
     assert gen.info is None, "refused before anything was trained"

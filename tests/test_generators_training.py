@@ -12,6 +12,8 @@ import torch
 from zoo_fixtures import built_tiny_zoo, tiny_flow, trained_moons
 
 from generators import FlowConfig, FlowGenerator, WeightDataset, load_generator, load_population
+from generators.calibration import calibration_of
+from generators.sampling import sample
 from pipelines.cli import main
 from pipelines.evaluate import WEIGHT_SWEEP
 from pipelines.generator_training import train_generator
@@ -41,8 +43,8 @@ def test_lightning_equals_plain_loop(dataset: WeightDataset, tmp_path: Path) -> 
         assert torch.equal(v, state(b)[k]), k
     assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()
     assert (tmp_path / "run" / "logs" / "version_0" / "metrics.csv").is_file()
-    assert torch.equal(load_generator(tmp_path / "run").sample(3, seed=1).weights(),
-                       a.sample(3, seed=1).weights())  # fmt: skip
+    assert torch.equal(sample(load_generator(tmp_path / "run"), 3, seed=1).weights(),
+                       sample(a, 3, seed=1).weights())  # fmt: skip
 
 
 class StopAt(L.Callback):
@@ -118,7 +120,7 @@ def test_cli_train_sample_evaluate(store: str, tmp_path: Path, capsys) -> None:
     assert "best of 3 (at-least): val_acc" in capsys.readouterr().out
     assert torch.equal(
         load_population(floor).weights(),
-        load_generator(run).sample(5, candidates=3, select="at-least", temperature=0.75).weights(),
+        sample(load_generator(run), 5, candidates=3, select="at-least", temperature=0.75).weights(),
     )
     assert main(["sample", str(run), "--n", "5", "--candidates", "3", "--select", "novel",
                  "--out", str(floor)]) == 0  # fmt: skip
@@ -129,7 +131,7 @@ def test_cli_train_sample_evaluate(store: str, tmp_path: Path, capsys) -> None:
     assert "disagreement with the nearest training net" in capsys.readouterr().out
     assert torch.equal(
         load_population(floor).weights(),
-        load_generator(run).sample(5, candidates=3, select="weighted",
+        sample(load_generator(run), 5, candidates=3, select="weighted",
                                    disagreement_weight=0.3).weights(),
     )  # fmt: skip
     assert main(["sample", str(run), "--n", "5", "--candidates", "3", "--disagreement-weight",
@@ -199,7 +201,7 @@ def test_cli_calibrated_training_and_evaluation(store: str, tmp_path: Path, caps
                  str(cfg), "--max-steps", "5", "--folds", "2"]) == 0  # fmt: skip
     capsys.readouterr()
     gens = [load_generator(cv / f"fold-{f}") for f in (0, 1)]
-    assert all(g.calibration is not None and g.calibration.candidates == 2 for g in gens)
+    assert all(calibration_of(g) is not None and calibration_of(g).candidates == 2 for g in gens)
     assert all((cv / f"fold-{f}" / "calibration.png").is_file() for f in (0, 1))
     assert main(["evaluate", str(cv), "--zoo", store, "--n", "4", "--calibrated"]) == 0
     report = json.loads((cv / "evaluation" / "evaluation.json").read_text())

@@ -9,9 +9,11 @@ import torch
 from torch import Tensor
 from zoo_fixtures import moons_mlp, moons_populations, tiny_flow
 
-import generators.base
+import generators.best_of_k
 from generators import DataConfig, FlowConfig, FlowGenerator, WeightDataset, load_generator
+from generators.best_of_k import group_request
 from generators.dataset import measure_property
+from generators.sampling import sample
 from generators.selection import PromptSelection, nearest_disagreement
 from zoo import MLP, Population, get_task
 
@@ -121,7 +123,9 @@ def reference(gen: FlowGenerator, n: int, k: int, width: int, seed: int, target:
     kept, measured = [], []
     for a in range(0, n, chunk):
         p = props[a : a + chunk]
-        drawn = gen._sample(len(p) * k, g, rng, p.repeat_interleave(k))  # (m * k, N)
+        drawn = gen._sample(
+            len(p) * k, group_request(gen, g, p.repeat_interleave(k)), rng
+        )  # (m * k, N)
         acc = measure_property("val_acc", arch, "moons", drawn).view(len(p), k)
         best = (acc - p[:, None]).abs().argmin(dim=1)
         kept.append(drawn.view(len(p), k, -1)[torch.arange(len(p)), best])
@@ -133,33 +137,37 @@ def reference(gen: FlowGenerator, n: int, k: int, width: int, seed: int, target:
 def test_sample_keeps_the_candidate_closest_to_its_prompt(
     trained: FlowGenerator, tmp_path: Path, target: float | None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(generators.base, "SELECT_CANDIDATES", 12)  # 7 prompts: rounds of 3, 3, 1
-    pop = trained.sample(7, width=5, seed=4, target=target, candidates=4)
+    monkeypatch.setattr(
+        generators.best_of_k, "SELECT_CANDIDATES", 12
+    )  # 7 prompts: rounds of 3, 3, 1
+    pop = sample(trained, 7, width=5, seed=4, target=target, candidates=4)
     w, measured = reference(trained, 7, 4, 5, 4, target, chunk=3)
     same_nets(pop.weights(), w)
     assert torch.equal(pop.conditioning["measured_val_acc"], measured)
     assert torch.equal(pop.conditioning["measured_val_acc"], pop.evaluate(split="val"))
     trained.save(tmp_path / "run")  # reproducible from the saved generator
-    again = load_generator(tmp_path / "run").sample(7, width=5, seed=4, target=target, candidates=4)
+    again = sample(
+        load_generator(tmp_path / "run"), 7, width=5, seed=4, target=target, candidates=4
+    )
     assert torch.equal(again.weights(), pop.weights())
 
 
 def test_selection_meets_the_prompt_better_than_one_draw(trained: FlowGenerator) -> None:
     """At a hot temperature one draw scatters; the best of 8 lands closer to the prompt."""
-    one = trained.sample(64, width=3, seed=0, target=0.85).evaluate(split="val")
-    best = trained.sample(64, width=3, seed=0, target=0.85, candidates=8)
+    one = sample(trained, 64, width=3, seed=0, target=0.85).evaluate(split="val")
+    best = sample(trained, 64, width=3, seed=0, target=0.85, candidates=8)
     err_one = (one - 0.85).abs().mean()
     err_best = (best.conditioning["measured_val_acc"] - 0.85).abs().mean()
     assert err_best < err_one
-    floor = trained.sample(64, width=3, seed=0, target=0.85, candidates=8, select="at-least")
+    floor = sample(trained, 64, width=3, seed=0, target=0.85, candidates=8, select="at-least")
     kept = floor.conditioning["measured_val_acc"]
     assert torch.equal(kept, floor.evaluate(split="val"))
     # as often at or above the prompt as any rule can be: whenever one candidate was, it is kept
     assert (kept >= 0.85).float().mean() >= (
         best.conditioning["measured_val_acc"] >= 0.85
     ).float().mean()
-    assert torch.equal(trained.sample(5, seed=2, candidates=1).weights(),
-                       trained.sample(5, seed=2).weights())  # fmt: skip
+    assert torch.equal(sample(trained, 5, seed=2, candidates=1).weights(),
+                       sample(trained, 5, seed=2).weights())  # fmt: skip
 
 
 def redrawn(
@@ -174,7 +182,9 @@ def redrawn(
     rng = torch.Generator().manual_seed(seed)
     pool = torch.tensor(info.group_props[g])
     props = pool[torch.randint(len(pool), (n,), generator=rng)]
-    drawn = trained._sample(n * k, g, rng, props.repeat_interleave(k))  # one round
+    drawn = trained._sample(
+        n * k, group_request(trained, g, props.repeat_interleave(k)), rng
+    )  # one round
     acc = measure_property("val_acc", arch, "moons", drawn).view(n, k)
     nov = nearest_disagreement(arch, "moons", drawn, info.training_nets(g)).view(n, k)
     return g, props, drawn, acc, nov
@@ -185,7 +195,7 @@ def test_novel_sampling_keeps_the_most_novel_of_the_good_enough(
 ) -> None:
     """Re-implemented from the generator's own draws and its saved training nets."""
     n, k, width, seed = 6, 4, 3, 5
-    pop = trained.sample(n, width=width, seed=seed, candidates=k, select="novel")
+    pop = sample(trained, n, width=width, seed=seed, candidates=k, select="novel")
     g, props, drawn, acc, nov = redrawn(trained, n, k, width, seed)
     train_w = trained.info.training_nets(g)
     for i in range(n):
@@ -201,7 +211,7 @@ def test_novel_sampling_keeps_the_most_novel_of_the_good_enough(
     trained.save(tmp_path / "run")
     again = load_generator(tmp_path / "run")
     assert torch.equal(again.info.training_nets(g), train_w)
-    assert torch.equal(again.sample(n, width=width, seed=seed, candidates=k,
+    assert torch.equal(sample(again, n, width=width, seed=seed, candidates=k,
                                     select="novel").weights(), pop.weights())  # fmt: skip
 
 
@@ -211,7 +221,7 @@ def test_weighted_sampling_keeps_the_highest_accuracy_plus_weighted_novelty(
 ) -> None:
     """Re-implemented from the generator's own draws: the prompt steers the draws only."""
     n, k, width, seed = 6, 4, 3, 5
-    pop = trained.sample(n, width=width, seed=seed, candidates=k, select="weighted",
+    pop = sample(trained, n, width=width, seed=seed, candidates=k, select="weighted",
                          disagreement_weight=weight)  # fmt: skip
     _, _, drawn, acc, nov = redrawn(trained, n, k, width, seed)
     for i in range(n):
@@ -246,9 +256,9 @@ def test_novel_needs_the_training_nets_and_classes(trained: FlowGenerator, tmp_p
                if not k.startswith("train_weights.")}  # fmt: skip
     save_file(tensors, run / "generator.safetensors")  # as saved before the nets were kept
     old = load_generator(run)
-    assert old.sample(3, seed=1, candidates=2).weights().shape[0] == 3  # other rules still work
+    assert sample(old, 3, seed=1, candidates=2).weights().shape[0] == 3  # other rules still work
     with pytest.raises(ValueError, match="saved without its training nets"):
-        old.sample(3, candidates=2, select="novel")
+        sample(old, 3, candidates=2, select="novel")
     sine = MLP(width=4, in_shape=(1,), num_outputs=1, depth=1)
     with pytest.raises(ValueError, match="'sinusoid' is a regression task"):
         nearest_disagreement(sine, "sinusoid", torch.zeros(2, sine.num_params),
@@ -260,14 +270,14 @@ def test_novel_needs_the_training_nets_and_classes(trained: FlowGenerator, tmp_p
             torch.zeros(4, 3), torch.zeros(2), None, "x"
         )
     with pytest.raises(ValueError, match="saved without its training nets"):
-        old.sample(3, candidates=2, select="weighted")
+        sample(old, 3, candidates=2, select="weighted")
 
 
 def test_selection_errors(trained: FlowGenerator, pops: list[Population]) -> None:
     with pytest.raises(ValueError, match="candidates must be >= 1, got 0"):
-        trained.sample(2, candidates=0)
+        sample(trained, 2, candidates=0)
     with pytest.raises(ValueError, match="candidates must be an integer"):
-        trained.sample(2, candidates=2.5)
+        sample(trained, 2, candidates=2.5)
     with pytest.raises(ValueError, match="would select on the test split"):
         PromptSelection(4, "test_acc")
     with pytest.raises(ValueError, match="measurable from the weights"):
@@ -275,19 +285,19 @@ def test_selection_errors(trained: FlowGenerator, pops: list[Population]) -> Non
     plain = FlowGenerator(FlowConfig().with_overrides({**TINY, "training.max_steps": 2}))
     plain.fit(WeightDataset.from_populations(pops, DataConfig(property="")))
     with pytest.raises(ValueError, match="needs a generator conditioned on a property"):
-        plain.sample(2, candidates=3)
+        sample(plain, 2, candidates=3)
     with pytest.raises(ValueError, match="unknown selection rule 'atleast'; choose one of clo"):
-        trained.sample(2, candidates=3, select="atleast")
+        sample(trained, 2, candidates=3, select="atleast")
     with pytest.raises(ValueError, match="unknown selection rule 'best'"):
-        trained.sample(2, select="best")  # refused even with one candidate
+        sample(trained, 2, select="best")  # refused even with one candidate
     with pytest.raises(ValueError, match="disagreement_weight must be a finite number >= 0"):
         PromptSelection(4, "val_acc", "weighted", -0.1)
     with pytest.raises(ValueError, match="disagreement_weight must be a finite number >= 0"):
-        trained.sample(2, candidates=3, select="weighted", disagreement_weight=float("inf"))
+        sample(trained, 2, candidates=3, select="weighted", disagreement_weight=float("inf"))
     with pytest.raises(ValueError, match="conditioned on 'val_loss': condition it on val_acc"):
         PromptSelection(4, "val_loss", "weighted")
     with pytest.raises(ValueError, match="applies to select='weighted' only"):
-        trained.sample(2, candidates=3, select="novel", disagreement_weight=0.5)
+        sample(trained, 2, candidates=3, select="novel", disagreement_weight=0.5)
     with pytest.raises(ValueError, match="rule 'weighted' needs the candidates' novelty"):
         PromptSelection(2, "val_acc", "weighted").choose(torch.zeros(1, 2), torch.zeros(1))
     with pytest.raises(ValueError, match=r"expected 6 candidates \(3 prompts x 2\), got 5"):
@@ -307,10 +317,14 @@ def test_sample_into_a_given_buffer(trained: FlowGenerator) -> None:
     per round) and refuses a buffer of the wrong shape."""
     info = trained.info
     g = info.resolve(None, 3)
-    fresh = trained._sample(5, g, torch.Generator().manual_seed(2), None)  # (5, N)
+    fresh = trained._sample(
+        5, group_request(trained, g, None), torch.Generator().manual_seed(2)
+    )  # (5, N)
     buffer = torch.full((5, fresh.shape[1]), float("nan"))
-    got = trained._sample(5, g, torch.Generator().manual_seed(2), None, out=buffer)
+    got = trained._sample(
+        5, group_request(trained, g, None), torch.Generator().manual_seed(2), out=buffer
+    )
     assert got.data_ptr() == buffer.data_ptr()
     assert torch.equal(buffer, fresh)
     with pytest.raises(ValueError, match=r"out must have shape \(5, \d+\), got \(4, \d+\)"):
-        trained._sample(5, g, torch.Generator(), None, out=buffer[:4])
+        trained._sample(5, group_request(trained, g, None), torch.Generator(), out=buffer[:4])

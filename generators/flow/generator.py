@@ -21,10 +21,11 @@ from torch import Tensor, nn
 
 from generators.affine_code import AffineCode
 from generators.augmentation import Interpolated, interpolate_models
-from generators.base import WeightGenerator
+from generators.base import ExtraNets, WeightGenerator
+from generators.coded_draws import CodedDraws
 from generators.conditioning import Conditioner
+from generators.conditions import Request
 from generators.dataset import WeightDataset
-from generators.distillation import Distilled
 from generators.flow.config import FlowConfig, FlowModelConfig, FlowSamplingConfig
 from generators.flow.matching import flow_matching_loss
 from generators.flow.ode import Velocity, integrate
@@ -61,7 +62,7 @@ def pca_code(space: GroupPCA, normalizer: Normalizer, g: int, index: Tensor) -> 
     )
 
 
-class FlowGenerator(WeightGenerator):
+class FlowGenerator(WeightGenerator, CodedDraws):
     """Flow matching generator; see the module docstring. ``config``: :class:`FlowConfig`."""
 
     kind = "flow"
@@ -88,7 +89,7 @@ class FlowGenerator(WeightGenerator):
             info.has_property,
         )  # fmt: skip
 
-    def _prepare(self, dataset: WeightDataset, distilled: Distilled | None = None) -> None:
+    def _prepare(self, dataset: WeightDataset, extra: ExtraNets | None = None) -> None:
         cfg = self.config.model
         rows = dataset.train_index
         z, group = dataset.normalized[rows], dataset.group[rows]
@@ -103,17 +104,17 @@ class FlowGenerator(WeightGenerator):
             self.space = FullSpace(masks)
         batch = dataset.batch(rows)
         prop, has_prop = batch.prop, batch.has_prop
-        extras: list[Interpolated | Distilled] = []
+        extras: list[Interpolated | ExtraNets] = []
         if self.config.augment.interpolations > 0:  # synthetic nets between real ones
             extras.append(
                 interpolate_models(dataset, self.config.augment, self.config.training.seed)
             )
-        if distilled is not None:  # the previous round's best samples
-            extras.append(distilled)
-        for extra in extras:
-            z = torch.cat([z, dataset.normalizer.normalize(extra.weights, extra.group)])
-            group = torch.cat([group, extra.group])
-            extra_prop, extra_has = dataset.conditioning_prop(extra.prop)
+        if extra is not None:  # e.g. the previous round's best samples
+            extras.append(extra)
+        for more in extras:
+            z = torch.cat([z, dataset.normalizer.normalize(more.weights, more.group)])
+            group = torch.cat([group, more.group])
+            extra_prop, extra_has = dataset.conditioning_prop(more.prop)
             prop, has_prop = torch.cat([prop, extra_prop]), torch.cat([has_prop, extra_has])
         coef = torch.zeros(len(z), self.space.components)
         for g in group.unique().tolist():
@@ -162,8 +163,8 @@ class FlowGenerator(WeightGenerator):
             known = "steps, solver, guidance, temperature, novelty"
             raise ValueError(f"unknown sampling option(s) {sorted(options)} ({known})") from None
 
-    def _affine_code(self, group: int, **options: Any) -> AffineCode | None:
-        return self._code(group, self._sampling(options))
+    def affine_code(self, request: Request, **options: Any) -> AffineCode | None:
+        return self._code(request.require_group(), self._sampling(options))
 
     def check_sample_options(self, options: dict[str, Any]) -> None:
         self._sampling(options)
@@ -214,9 +215,24 @@ class FlowGenerator(WeightGenerator):
             yield a, integrate(field, x0, sc.steps, sc.solver).cpu()
 
     def _sample(
-        self, n: int, group: int, rng: torch.Generator, target: Tensor | None,
-        out: Tensor | None = None, codes: Tensor | None = None, **options: Any,
+        self, n: int, request: Request, rng: torch.Generator, out: Tensor | None = None,
+        **options: Any,
     ) -> Tensor:  # fmt: skip
+        return self._decode_draws(n, request, rng, out, None, **options)
+
+    def sample_coded(
+        self, n: int, request: Request, rng: torch.Generator, out: Tensor | None,
+        codes: Tensor, **options: Any,
+    ) -> Tensor:  # fmt: skip
+        return self._decode_draws(n, request, rng, out, codes, **options)
+
+    def _decode_draws(
+        self, n: int, request: Request, rng: torch.Generator, out: Tensor | None,
+        codes: Tensor | None, **options: Any,
+    ) -> Tensor:  # fmt: skip
+        """(n, N_g) draws of ``request``'s group into ``out`` (allocated if None), their codes
+        into ``codes`` where given (then they must have one)."""
+        group, target = request.require_group(), request.target
         sc = self._sampling(options)
         code = self._code(group, sc)
         if codes is not None and (code is None or codes.shape != (n, code.dim)):
@@ -246,9 +262,10 @@ class FlowGenerator(WeightGenerator):
             rows.copy_(info.normalizer.denormalize_layout(z, group, index))
         return out
 
-    def _sample_codes(
-        self, n: int, group: int, rng: torch.Generator, target: Tensor | None, **options: Any
+    def sample_codes(
+        self, n: int, request: Request, rng: torch.Generator, **options: Any
     ) -> Tensor:
+        group, target = request.require_group(), request.target
         sc = self._sampling(options)
         if self._code(group, sc) is None:
             raise ValueError("these draws have no code (a flow on the full space, or novelty > 0)")

@@ -83,7 +83,8 @@ def train_generator_cmd(
     ] = 0,
 ) -> None:
     """Train a weight generator on a zoo (canonical weights unless --raw) into a run dir."""
-    from generators import WeightDataset, make_generator
+    from generators import WeightDataset, calibration_of, make_generator
+    from generators.training_rounds import distill_rounds
     from pipelines.generator_training import round_dir, train_generator
     from pipelines.presets import generator_preset
 
@@ -113,14 +114,14 @@ def train_generator_cmd(
     if d.exclude_phases or d.min_val_acc > 0:
         console.print(f"data filter: exclude_phases={d.exclude_phases}, "
                       f"min_val_acc={d.min_val_acc}")  # fmt: skip
-    if gen.distill_rounds:
+    if distill_rounds(gen):
         dc = gen.config.distill
-        console.print(f"self-distilled: trained {gen.distill_rounds + 1} times, each time after "
+        console.print(f"self-distilled: trained {distill_rounds(gen) + 1} times, each time after "
                       f"the first also on {dc.per_net} nets per training net drawn by the "
                       f"last (best of {dc.candidates}, weighted {dc.disagreement_weight}); the "
                       f"first: {out / round_dir(0)}")  # fmt: skip
-    if gen.calibration is not None:
-        c = gen.calibration
+    c = calibration_of(gen)
+    if c is not None:
         console.print(f"calibrated: best of {c.candidates} keeps the highest validation accuracy + "
                       f"{c.disagreement_weight:.2f} x disagreement with the nearest training net "
                       f"(cross-fitted on the validation split: {c.reached:.3f} for a target of "
@@ -176,7 +177,7 @@ def sample(
     """Sample new networks from a trained generator and write them to a file."""
     import time
 
-    from generators import load_generator, save_population
+    from generators import load_generator, sample, save_population
 
     gen = load_generator(run_dir)
     opts = {k: v for k, v in dict(steps=steps, solver=solver, guidance=guidance, novelty=novelty,
@@ -188,7 +189,7 @@ def sample(
         opts = calibrated_options(gen, opts)
     candidates, select = opts.get("candidates", 1), opts.get("select", "closest")
     t0 = time.perf_counter()
-    pop = gen.sample(n, task=task, width=width, seed=seed, target=target, **opts)
+    pop = sample(gen, n, task=task, width=width, seed=seed, target=target, **opts)
     dt = time.perf_counter() - t0
     path = save_population(pop, out)
     Console().print(f"{n} {pop.task} nets of width {pop.arch.width} ({pop.arch.num_params} "
