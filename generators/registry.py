@@ -11,10 +11,12 @@ from pathlib import Path
 
 from generators.base import WeightGenerator
 from generators.config import GeneratorConfig
+from generators.diffusion import DiffusionGenerator
 from generators.flow import FlowGenerator
 from generators.run_dir import CONFIG_FILE, read_run_dir
 
 GENERATORS: dict[str, type[WeightGenerator]] = {FlowGenerator.kind: FlowGenerator}
+GENERATORS[DiffusionGenerator.kind] = DiffusionGenerator
 
 
 def generator_class(kind: str) -> type[WeightGenerator]:

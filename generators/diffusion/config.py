@@ -20,10 +20,10 @@ class AutoencoderConfig:
     training; kl_weight: weight of the KL term against the L1 reconstruction (D2NWG: 1e-6).
     """
 
-    max_tokens: int = 32
+    max_tokens: int = 16
     compression: int = 16
     hidden: int = 128
-    steps: int = 200
+    steps: int = 100
     batch_size: int = 32
     learning_rate: float = 3e-4
     kl_weight: float = 1e-6
@@ -51,7 +51,9 @@ class TaskEncoderConfig:
 
     def __post_init__(self) -> None:
         if self.examples < 1 or self.hidden < 1 or self.heads < 1 or self.hidden % self.heads:
-            raise ValueError("task_encoder.examples, hidden, heads must be >= 1, hidden % heads == 0")
+            raise ValueError(
+                "task_encoder.examples, hidden, heads must be >= 1, hidden % heads == 0"
+            )
         if self.contrastive_weight < 0 or self.contrastive_temperature <= 0:
             raise ValueError("task_encoder.contrastive_weight >= 0, contrastive_temperature > 0")
 

@@ -11,7 +11,6 @@ denoiser predicts zero noise). Output: the predicted noise (B, T, latent).
 from __future__ import annotations
 
 import torch
-from diffusers.models.embeddings import TimestepEmbedding, Timesteps
 from torch import Tensor, nn
 
 
@@ -47,6 +46,8 @@ class Denoiser(nn.Module):
     """eps(x_t, t, c): x_t (B, T, latent), t (B,) timesteps, c (B, dim) -> (B, T, latent)."""
 
     def __init__(self, tokens: int, latent: int, dim: int, depth: int, heads: int) -> None:
+        from diffusers.models.embeddings import TimestepEmbedding, Timesteps  # slow to import
+
         super().__init__()
         self.inp = nn.Linear(latent, dim)
         self.pos = nn.Parameter(torch.randn(tokens, dim) * 0.02)

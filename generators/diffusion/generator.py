@@ -21,15 +21,14 @@ from __future__ import annotations
 
 import sys
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
-from diffusers import DDPMScheduler
 from torch import Tensor
 
 from generators.augmentation import interpolate_models
-from generators.base import WeightGenerator
-from generators.conditions import Conditions, Request, Resolved
+from generators.base import ExtraNets, WeightGenerator
+from generators.conditions import DATA_TASK, Conditions, Request, Resolved
 from generators.dataset import WeightDataset
 from generators.diffusion.autoencoder import latent_scale, train_autoencoder
 from generators.diffusion.config import DiffusionConfig, DiffusionSamplingConfig
@@ -38,9 +37,11 @@ from generators.diffusion.schedule import denoise, diffusion_loss, training_sche
 from generators.diffusion.task_data import check_task_data, draw_examples, encoder_features
 from generators.diffusion.task_encoder import SetFeatures
 from generators.diffusion.tokens import TokenLayout
-from generators.distillation import Distilled
 from generators.normalization import Normalizer
 from zoo.tasks import get_task
+
+if TYPE_CHECKING:
+    from diffusers import DDPMScheduler
 
 SAMPLE_CHUNK = 256  # nets denoised and decoded at a time
 PROGRESS_EVERY = 100
@@ -96,7 +97,7 @@ class DiffusionGenerator(WeightGenerator):
             self.config, info.has_property,
         )  # fmt: skip
 
-    def _prepare(self, dataset: WeightDataset, distilled: Distilled | None = None) -> None:
+    def _prepare(self, dataset: WeightDataset, extra: ExtraNets | None = None) -> None:
         info = self.require_info()
         self._layouts()
         rows = dataset.train_index
@@ -107,14 +108,15 @@ class DiffusionGenerator(WeightGenerator):
         masks = dataset.padded.masks[[padded_first(rep, r) for r in range(int(rep.max()) + 1)]]
         self.norm = Normalizer.fit(w, rep[group], masks, dataset.padded.union,
                                    dataset.config.normalization)  # fmt: skip
-        extras = []
-        if self.config.augment.interpolations > 0:
-            extras.append(interpolate_models(dataset, self.config.augment, self.config.training.seed))
-        if distilled is not None:
-            extras.append(distilled)
-        for extra in extras:
-            w, group = torch.cat([w, extra.weights]), torch.cat([group, extra.group])
-            extra_prop, extra_has = dataset.conditioning_prop(extra.prop)
+        extras: list[ExtraNets] = []
+        if self.config.augment.interpolations > 0:  # synthetic nets between real ones
+            seed = self.config.training.seed
+            extras.append(interpolate_models(dataset, self.config.augment, seed))
+        if extra is not None:  # e.g. the previous round's best samples
+            extras.append(extra)
+        for more in extras:
+            w, group = torch.cat([w, more.weights]), torch.cat([group, more.group])
+            extra_prop, extra_has = dataset.conditioning_prop(more.prop)
             prop, has_prop = torch.cat([prop, extra_prop]), torch.cat([has_prop, extra_has])
         tasks = {t: get_task(t) for t in info.tasks}
         self._task_pairs = {t: (d.x_train, d.y_train) for t, d in tasks.items()}
@@ -167,10 +169,14 @@ class DiffusionGenerator(WeightGenerator):
         x0 = b["mean"] + b["std"] * torch.randn(b["mean"].shape, generator=rng)  # (B, T, l)
         present, row = b["task"].unique(return_inverse=True)
         info = self.require_info()
-        emb = torch.stack([
-            net.task_encoder(*draw_examples(*self._task_pairs[info.tasks[int(t)]], tc.examples, rng))
-            for t in present
-        ])  # fmt: skip  (K, dim)
+        emb = torch.stack(
+            [
+                net.task_encoder(
+                    *draw_examples(*self._task_pairs[info.tasks[int(t)]], tc.examples, rng)
+                )
+                for t in present
+            ]
+        )  # fmt: skip  (K, dim)
         drop = torch.rand(len(index), generator=rng) < self.config.denoiser.cfg_dropout
         c = net.condition(emb[row], b["width"], b["prop"], b["has_prop"], drop)
         mask = b["token_mask"].unsqueeze(-1)
@@ -198,7 +204,7 @@ class DiffusionGenerator(WeightGenerator):
         info = self.require_info()
         if cond.task_data is not None:
             x, _ = check_task_data(cond.task_data)
-            name, shape = cond.task or "task-data", tuple(x.shape[1:])
+            name, shape = cond.task or DATA_TASK, tuple(x.shape[1:])
         elif cond.task is not None and cond.task not in info.tasks:
             try:
                 data = get_task(cond.task)
@@ -222,10 +228,12 @@ class DiffusionGenerator(WeightGenerator):
         )
 
     def _examples(self, request: Request, rng: torch.Generator) -> tuple[Tensor, Tensor]:
-        """The (x, y) pairs the task encoder reads for this request."""
+        """The (x, y) pairs the task encoder reads for this request: all of the given task
+        data (so the draws do not depend on its order), else ``task_encoder.examples`` pairs
+        of the task's training split."""
         k = self.config.task_encoder.examples
         if request.conditions.task_data is not None:
-            return draw_examples(*check_task_data(request.conditions.task_data), k, rng)
+            return check_task_data(request.conditions.task_data)
         pairs = self._task_pairs.get(request.task)
         if pairs is None:
             data = get_task(request.task)
@@ -272,8 +280,9 @@ class DiffusionGenerator(WeightGenerator):
             x = noise[a : a + m] * (sc.temperature * tmask)
             x = denoise(eps, x, self.schedule, sc.sampler, sc.steps, rng, sc.eta)
             tok = net.decode(x / self.scale).reshape(m, -1)  # (m, T * C)
-            out[a : a + m] = tok[:, index] * self.norm.std[row, padded.indices[g]] + (
-                self.norm.mean[row, padded.indices[g]]
+            out[a : a + m] = (
+                tok[:, index] * self.norm.std[row, padded.indices[g]]
+                + (self.norm.mean[row, padded.indices[g]])
             )
         return out
 

@@ -2,16 +2,20 @@
 
 Training noises clean latents x0 at a uniformly drawn timestep of ``DDPMScheduler`` (1,000
 steps by default, D2NWG's linear betas) and regresses the noise (epsilon prediction). Sampling
-runs a fast scheduler built from the same betas, for a chosen number of steps.
+runs a fast scheduler built from the same betas, for a chosen number of steps. diffusers is
+imported on first use: it takes seconds to import, which every ``import generators`` would pay.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import torch
-from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
 from torch import Tensor
+
+if TYPE_CHECKING:
+    from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
 
 SAMPLERS = ("ddim", "dpm")
 BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2")
@@ -20,14 +24,20 @@ EpsFn = Callable[[Tensor, Tensor], Tensor]  # (x_t (B, ...), t (B,) long) -> eps
 
 
 def training_scheduler(timesteps: int, beta_schedule: str) -> DDPMScheduler:
+    from diffusers import DDPMScheduler
+
     if beta_schedule not in BETA_SCHEDULES:
         raise ValueError(f"beta_schedule must be one of {', '.join(BETA_SCHEDULES)}")
     return DDPMScheduler(num_train_timesteps=timesteps, beta_schedule=beta_schedule,
                          prediction_type="epsilon", clip_sample=False)  # fmt: skip
 
 
-def sampling_scheduler(train: DDPMScheduler, name: str) -> DDIMScheduler | DPMSolverMultistepScheduler:
+def sampling_scheduler(
+    train: DDPMScheduler, name: str
+) -> DDIMScheduler | DPMSolverMultistepScheduler:
     """A fresh fast scheduler (they keep per-run state) with the training scheduler's betas."""
+    from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
+
     cfg = train.config
     common = dict(num_train_timesteps=cfg.num_train_timesteps, beta_schedule=cfg.beta_schedule,
                   prediction_type="epsilon")  # fmt: skip

@@ -80,7 +80,11 @@ class AttentionBlock(nn.Module):
 
     def __init__(self, dim: int, heads: int) -> None:
         super().__init__()
-        self.norm_q, self.norm_kv, self.norm_ff = nn.LayerNorm(dim), nn.LayerNorm(dim), nn.LayerNorm(dim)
+        self.norm_q, self.norm_kv, self.norm_ff = (
+            nn.LayerNorm(dim),
+            nn.LayerNorm(dim),
+            nn.LayerNorm(dim),
+        )
         self.attn = nn.MultiheadAttention(dim, heads, batch_first=True)
         self.ff = nn.Sequential(nn.Linear(dim, 2 * dim), nn.GELU(), nn.Linear(2 * dim, dim))
 

@@ -17,6 +17,7 @@ class Kind(StrEnum):
     """Generator kinds offered on the command line (more arrive with their issues)."""
 
     flow = "flow"
+    diffusion = "diffusion"
 
 
 ZooOpt = Annotated[str, typer.Option("--zoo", help="store path or fsspec URL")]
