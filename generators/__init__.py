@@ -29,6 +29,7 @@ from generators.config import (
 )
 from generators.dataset import Group, WeightBatch, WeightDataset
 from generators.flow import FlowConfig, FlowGenerator, FlowModelConfig, FlowSamplingConfig
+from generators.gaussian import GaussianConfig, GaussianGenerator
 from generators.info import DatasetInfo
 from generators.normalization import Normalizer
 from generators.padding import PaddedLayout
@@ -47,5 +48,5 @@ __all__ = [
     "save_population", "load_population", "PromptSelection", "Selected", "TrainingNets",
     "CalibrateConfig", "Calibration", "calibrate_weight", "calibrate", "calibration_of",
     "calibrated_sampling", "Conditions", "Request", "Resolved", "ExtraNets", "CodedDraws",
-    "BestOfK", "sample", "fit_rounds",
+    "BestOfK", "sample", "fit_rounds", "GaussianConfig", "GaussianGenerator",
 ]  # fmt: skip

@@ -1,7 +1,7 @@
 """Generator kinds by name, for loading saved run dirs and for the CLI.
 
-A new kind (diffusion, hyper, neumeta) subclasses :class:`generators.base.WeightGenerator` and
-adds one entry here.
+A new kind subclasses :class:`generators.base.WeightGenerator` and adds its class to
+``GENERATORS``; the CLI, ``zoo demo`` and ``benchmarks/generators.py`` then offer it.
 """
 
 from __future__ import annotations
@@ -13,10 +13,12 @@ from generators.base import WeightGenerator
 from generators.config import GeneratorConfig
 from generators.diffusion import DiffusionGenerator
 from generators.flow import FlowGenerator
+from generators.gaussian import GaussianGenerator
 from generators.run_dir import CONFIG_FILE, read_run_dir
 
-GENERATORS: dict[str, type[WeightGenerator]] = {FlowGenerator.kind: FlowGenerator}
-GENERATORS[DiffusionGenerator.kind] = DiffusionGenerator
+GENERATORS: dict[str, type[WeightGenerator]] = {
+    cls.kind: cls for cls in (FlowGenerator, GaussianGenerator, DiffusionGenerator)
+}
 
 
 def generator_class(kind: str) -> type[WeightGenerator]:

@@ -196,7 +196,7 @@ def evaluate_group(
         real["heldout"] = summary(held_acc)
         hmean = float(held_acc.mean())
         out["generated"]["free"]["within_5_points"] = share_within(gen_acc, hmean)
-        if gen.info.has_property:
+        if gen.info.has_property and "target" in gen.accepts:  # a kind prompted by it
             props = ds.prop[ds.group_rows(g, False)]
             targets = props[torch.arange(s.n) % len(props)]
             matched = []

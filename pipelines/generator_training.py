@@ -209,6 +209,7 @@ def train_round(
 def finish_round(generator: WeightGenerator, out: Path, calibrate: bool) -> None:
     """Save a trained round to ``out``; the last round (``calibrate``) first calibrates its
     best-of-k weight by ``config.calibrate``, plotted as ``out/calibration.png``."""
+    out.mkdir(parents=True, exist_ok=True)
     if calibrate:
         calibration = calibrate_generator(generator)
         if calibration is not None:

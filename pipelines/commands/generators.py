@@ -10,14 +10,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from generators.registry import GENERATORS
 from pipelines.app import app
 
-
-class Kind(StrEnum):
-    """Generator kinds offered on the command line (more arrive with their issues)."""
-
-    flow = "flow"
-    diffusion = "diffusion"
+# every registered generator kind is offered on the command line
+Kind = StrEnum("Kind", {kind: kind for kind in GENERATORS})
 
 
 ZooOpt = Annotated[str, typer.Option("--zoo", help="store path or fsspec URL")]
