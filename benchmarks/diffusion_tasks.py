@@ -79,9 +79,12 @@ def finetune_curve(
     for step in range(1, steps + 1):
         idx = torch.randint(len(x), (32,), generator=rng)
         out = arch.forward(w, x[idx])  # (P, 32, C)
-        loss = torch.nn.functional.cross_entropy(
-            out.reshape(-1, out.shape[-1]), y[idx].repeat(len(w)), reduction="sum"
-        ) / 32
+        loss = (
+            torch.nn.functional.cross_entropy(
+                out.reshape(-1, out.shape[-1]), y[idx].repeat(len(w)), reduction="sum"
+            )
+            / 32
+        )
         opt.zero_grad()
         loss.backward()
         opt.step()

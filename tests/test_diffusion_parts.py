@@ -19,6 +19,7 @@ from generators.diffusion import (
     train_autoencoder,
     training_scheduler,
 )
+from generators.diffusion.span import LatentSpan
 from generators.diffusion.tokens import layer_of
 from zoo import MLP
 from zoo.tasks import get_task
@@ -85,48 +86,62 @@ def test_autoencoder_round_trip_keeps_each_nets_accuracy() -> None:
 
 def test_ddpm_add_noise_is_the_reference_formula() -> None:
     sched = training_scheduler(1000, "linear")
-    x0, eps = torch.randn(4, 3, 5), torch.randn(4, 3, 5)
+    g = torch.Generator().manual_seed(0)
+    x0, eps = torch.randn(4, 3, 5, generator=g), torch.randn(4, 3, 5, generator=g)
     t = torch.tensor([0, 10, 500, 999])
     betas = torch.linspace(1e-4, 0.02, 1000, dtype=torch.float64)  # DDPM's linear betas
     abar = torch.cumprod(1 - betas, 0)[t].float().reshape(-1, 1, 1)
     ref = abar.sqrt() * x0 + (1 - abar).sqrt() * eps
-    assert torch.allclose(sched.add_noise(x0, eps, t), ref, atol=1e-6)
+    assert torch.allclose(sched.add_noise(x0, eps, t), ref, rtol=1e-5, atol=1e-5)
+
+
+def true_velocity(sched, x0: torch.Tensor):
+    """The exact v-prediction of x_t against the clean x0: v = sqrt(abar) eps - sqrt(1 - abar)
+    x0, with eps the noise that x_t holds."""
+
+    def v(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        a = sched.alphas_cumprod[t].reshape(-1, *[1] * (x.dim() - 1)).to(x.dtype)
+        eps = (x - a.sqrt() * x0) / (1 - a).sqrt()
+        return a.sqrt() * eps - (1 - a).sqrt() * x0
+
+    return v
 
 
 @pytest.mark.parametrize("sampler", ["ddim", "dpm"])
-def test_denoising_with_the_true_noise_recovers_the_clean_latents(sampler: str) -> None:
-    """With an oracle that returns the exact noise of x_t against x0, 10 steps of the fast
+def test_denoising_with_the_true_velocity_recovers_the_clean_latents(sampler: str) -> None:
+    """With an oracle that returns the exact velocity of x_t against x0, 10 steps of the fast
     scheduler take pure noise back to x0."""
     sched = training_scheduler(1000, "linear")
-    abar = sched.alphas_cumprod
     x0 = torch.randn(6, 4, 3, generator=torch.Generator().manual_seed(0))
-
-    def oracle(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        a = abar[t].reshape(-1, 1, 1).to(x.dtype)
-        return (x - a.sqrt() * x0) / (1 - a).sqrt()
-
     noise = torch.randn(6, 4, 3, generator=torch.Generator().manual_seed(1))
-    out = denoise(oracle, noise, sched, sampler, 10)
+    out = denoise(true_velocity(sched, x0), noise, sched, sampler, 10)
     assert (out - x0).abs().max() < 1e-3
     with pytest.raises(ValueError, match="unknown sampler"):
-        denoise(oracle, noise, sched, "euler", 10)
+        denoise(true_velocity(sched, x0), noise, sched, "euler", 10)
 
 
 def test_diffusion_loss_of_the_oracle_is_zero_and_masks_padding() -> None:
+    """The loss regresses the velocity of the noise it adds (zero for the exact one), and only
+    on the real entries: an oracle wrong by 5 on the masked ones still scores 0; a zero
+    prediction scores the mean squared velocity."""
     sched = training_scheduler(100, "linear")
     x0 = torch.randn(5, 3, 2)
     mask = torch.ones(5, 3, 1)
     mask[:, 2] = 0
-    captured = {}
+    oracle = true_velocity(sched, x0)
 
-    def eps(xt: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        a = sched.alphas_cumprod[t].reshape(-1, 1, 1)
-        e = (xt - a.sqrt() * x0) / (1 - a).sqrt()
-        captured["e"] = e
-        return e + torch.where(mask.bool(), 0.0, 5.0)  # wrong only on the padding
+    def wrong_on_padding(xt: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        return oracle(xt, t) + torch.where(mask.bool(), 0.0, 5.0)
 
-    loss = diffusion_loss(eps, x0, mask, sched, torch.Generator().manual_seed(0))
-    assert float(loss) < 1e-8
+    assert float(diffusion_loss(wrong_on_padding, x0, mask, sched, torch.Generator())) < 1e-8
+    g = torch.Generator().manual_seed(3)
+    zero = diffusion_loss(lambda x, t: torch.zeros_like(x), x0, mask, sched, g)
+    g = torch.Generator().manual_seed(3)  # the same draws, re-implemented
+    eps = torch.randn(x0.shape, generator=g)
+    t = torch.randint(100, (5,), generator=g)
+    a = sched.alphas_cumprod[t].reshape(-1, 1, 1)
+    v = a.sqrt() * eps - (1 - a).sqrt() * x0
+    assert torch.allclose(zero, (v.pow(2) * mask).sum() / (mask.sum() * 2))
 
 
 def test_task_encoder_is_exactly_order_invariant_and_reads_the_content() -> None:
@@ -148,3 +163,22 @@ def test_task_encoder_is_exactly_order_invariant_and_reads_the_content() -> None
         enc(torch.randn(5, 65), torch.zeros(5, dtype=torch.long))
     with pytest.raises(ValueError, match="classes in"):
         enc(x[:5], torch.full((5,), 10))
+
+
+def test_latent_span_keeps_training_latents_and_projects_orthogonally() -> None:
+    g = torch.Generator().manual_seed(0)
+    base = torch.randn(2, 3, 12, generator=g)  # two layouts, 3 directions each in 12 = 4 x 3
+    coef = torch.randn(10, 3, generator=g)
+    layout = torch.tensor([0] * 5 + [1] * 5)
+    lat = (coef.unsqueeze(-1) * base[layout]).sum(1).reshape(10, 4, 3) + 2.0  # (M, T, l)
+    span = LatentSpan.fit(lat, layout, 2)
+    b = span.basis[0][span.basis[0].norm(dim=1) > 0]
+    assert torch.allclose(b @ b.T, torch.eye(len(b)), atol=1e-5)  # orthonormal rows
+    for r in (0, 1):
+        own = lat[layout == r]
+        assert torch.allclose(span.project(own, r), own, atol=1e-4)  # training latents stay
+        x = torch.randn(6, 4, 3, generator=g)
+        p = span.project(x, r)
+        assert torch.allclose(span.project(p, r), p, atol=1e-4)  # a projection
+        resid = (x - p).flatten(1)
+        assert (resid @ span.basis[r].T).abs().max() < 1e-4  # orthogonal to the span

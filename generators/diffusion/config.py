@@ -21,7 +21,7 @@ class AutoencoderConfig:
     """
 
     max_tokens: int = 16
-    compression: int = 16
+    compression: int = 32
     hidden: int = 128
     steps: int = 100
     batch_size: int = 32
@@ -87,13 +87,15 @@ class DiffusionSamplingConfig:
     """Sampling defaults, each overridable per ``sample`` call: sampler (``dpm``: DPM-Solver++
     2nd order, ``ddim``) and its steps; guidance: classifier-free guidance weight (1: plain
     conditional; other values cost a second denoiser pass per step); temperature: scale of the
-    starting noise; eta: DDIM's fresh noise per step (0: deterministic)."""
+    starting noise; eta: DDIM's fresh noise per step (0: deterministic); project: put each draw
+    on the span of its width's training latents (:mod:`generators.diffusion.span`)."""
 
     sampler: str = "dpm"
     steps: int = 10
     guidance: float = 1.0
     temperature: float = 1.0
     eta: float = 0.0
+    project: bool = True
 
     def __post_init__(self) -> None:
         if self.sampler not in SAMPLERS:

@@ -5,7 +5,8 @@ Input: the noisy latents (B, T, latent) of one net, its timestep (B,) and a cond
 embedded with its position; the timestep goes through diffusers' sinusoidal ``Timesteps`` and
 ``TimestepEmbedding``; time + conditioning set the shift, scale and gate of every block's layer
 norms (adaLN-zero: the gates start at 0, so an untrained block is the identity and the untrained
-denoiser predicts zero noise). Output: the predicted noise (B, T, latent).
+denoiser predicts zero). Output: the predicted velocity (v-prediction, :mod:`.schedule`),
+(B, T, latent).
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ class Block(nn.Module):
 
 
 class Denoiser(nn.Module):
-    """eps(x_t, t, c): x_t (B, T, latent), t (B,) timesteps, c (B, dim) -> (B, T, latent)."""
+    """v(x_t, t, c): x_t (B, T, latent), t (B,) timesteps, c (B, dim) -> (B, T, latent)."""
 
     def __init__(self, tokens: int, latent: int, dim: int, depth: int, heads: int) -> None:
         from diffusers.models.embeddings import TimestepEmbedding, Timesteps  # slow to import

@@ -6,8 +6,8 @@ task and an unseen task decodes with the statistics of its width), cut into per-
 (:mod:`generators.diffusion.tokens`), and a KL autoencoder is trained on them for a fixed number
 of steps with its own seeded draws; its posterior means, rescaled to unit std (the scale is saved
 with the generator), are the diffusion's data. Then, under the framework's loop
-(``training_loss``): the denoiser, the task encoder and the conditioning learn DDPM's noise
-regression, conditioned on a task embedding read from ``task_encoder.examples`` training pairs of
+(``training_loss``): the denoiser, the task encoder and the conditioning learn DDPM's velocity
+regression (v-prediction), conditioned on a task embedding read from ``task_encoder.examples`` training pairs of
 the net's task (a fresh draw every step), its width and its property, with the task and the
 property dropped together at random for classifier-free guidance, plus a CLIP-style loss that
 aligns task embeddings with the nets' latents when a batch holds several tasks.
@@ -34,6 +34,7 @@ from generators.diffusion.autoencoder import latent_scale, train_autoencoder
 from generators.diffusion.config import DiffusionConfig, DiffusionSamplingConfig
 from generators.diffusion.network import DiffusionNetwork
 from generators.diffusion.schedule import denoise, diffusion_loss, training_scheduler
+from generators.diffusion.span import LatentSpan
 from generators.diffusion.task_data import check_task_data, draw_examples, encoder_features
 from generators.diffusion.task_encoder import SetFeatures
 from generators.diffusion.tokens import TokenLayout
@@ -62,6 +63,7 @@ class DiffusionGenerator(WeightGenerator):
         self.norm: Normalizer | None = None  # per layout: (L, D)
         self.layout_row: Tensor | None = None  # (G,) each group's row of ``norm``
         self.scale = torch.ones(())
+        self.span: LatentSpan | None = None
         self._train: dict[str, Tensor] = {}
         self._task_pairs: dict[str, tuple[Tensor, Tensor]] = {}
         self.schedule: DDPMScheduler | None = None
@@ -133,6 +135,7 @@ class DiffusionGenerator(WeightGenerator):
             mean, logvar = net.autoencoder.encode(tok)  # (M, T, latent)
         token_mask = self.tokens.token_masks[group]  # (M, T)
         self.scale = latent_scale(mean, token_mask)
+        self.span = LatentSpan.fit(mean * self.scale, rep[group], int(rep.max()) + 1)
         self._train = {
             "mean": mean * self.scale, "std": (0.5 * logvar).exp() * self.scale,
             "token_mask": token_mask, "task": dataset.group_task[group],
@@ -148,6 +151,7 @@ class DiffusionGenerator(WeightGenerator):
         self.norm = Normalizer(tensors["diffusion.norm.mean"], tensors["diffusion.norm.std"],
                                tensors["diffusion.norm.masks"].bool())  # fmt: skip
         self.scale = tensors["diffusion.scale"].reshape(())
+        self.span = LatentSpan.from_state_dict(tensors)
         in_dim, out_dim, classification = tensors["diffusion.task_dims"].tolist()
         self._build_network(SetFeatures(int(in_dim), int(out_dim), bool(classification)))
         self.network.freeze_autoencoder()
@@ -160,6 +164,7 @@ class DiffusionGenerator(WeightGenerator):
             "diffusion.norm.mean": self.norm.mean, "diffusion.norm.std": self.norm.std,
             "diffusion.norm.masks": self.norm.masks, "diffusion.scale": self.scale.reshape(1),
             "diffusion.task_dims": torch.tensor([f.in_dim, f.out_dim, int(f.classification)]),
+            **self.span.state_dict(),
         }  # fmt: skip
 
     # ----- training -------------------------------------------------------------------------
@@ -180,7 +185,7 @@ class DiffusionGenerator(WeightGenerator):
         drop = torch.rand(len(index), generator=rng) < self.config.denoiser.cfg_dropout
         c = net.condition(emb[row], b["width"], b["prop"], b["has_prop"], drop)
         mask = b["token_mask"].unsqueeze(-1)
-        loss = diffusion_loss(lambda x, t: net.eps(x, t, c), x0, mask, self.schedule, rng)
+        loss = diffusion_loss(lambda x, t: net.velocity(x, t, c), x0, mask, self.schedule, rng)
         if len(present) > 1 and tc.contrastive_weight > 0:
             loss = loss + tc.contrastive_weight * net.contrastive_loss(
                 b["mean"], b["token_mask"], row, emb, tc.contrastive_temperature
@@ -192,7 +197,7 @@ class DiffusionGenerator(WeightGenerator):
         try:
             return replace(self.config.sampling, **options)
         except TypeError:
-            known = "sampler, steps, guidance, temperature, eta"
+            known = "sampler, steps, guidance, temperature, eta, project"
             raise ValueError(f"unknown sampling option(s) {sorted(options)} ({known})") from None
 
     def check_sample_options(self, options: dict[str, Any]) -> None:
@@ -258,7 +263,8 @@ class DiffusionGenerator(WeightGenerator):
         emb = net.task_encoder(*self._examples(request, rng))  # (dim,)
         tmask = self.tokens.token_masks[g].float().unsqueeze(-1)  # (T, 1)
         noise = torch.randn(n, self.tokens.count, self.latent, generator=rng)  # (n, T, l)
-        row = int(self.layout_row[g])
+        row, coords = int(self.layout_row[g]), padded.indices[g]
+        std, mean = self.norm.std[row, coords], self.norm.mean[row, coords]  # (N_g,) each
         for a in range(0, n, SAMPLE_CHUNK):
             m = min(SAMPLE_CHUNK, n - a)
             target = request.target[a : a + m] if request.target is not None else None
@@ -271,19 +277,20 @@ class DiffusionGenerator(WeightGenerator):
                                    torch.ones(m, dtype=torch.bool))  # fmt: skip
                 c = torch.cat([c, cu])
 
-            def eps(x: Tensor, t: Tensor, c: Tensor = c) -> Tensor:
+            def velocity(x: Tensor, t: Tensor, c: Tensor = c) -> Tensor:
                 if sc.guidance == 1.0:
-                    return net.eps(x, t, c) * tmask
-                ec, eu = net.eps(torch.cat([x, x]), torch.cat([t, t]), c).chunk(2)
+                    return net.velocity(x, t, c) * tmask
+                ec, eu = net.velocity(torch.cat([x, x]), torch.cat([t, t]), c).chunk(2)
                 return (eu + sc.guidance * (ec - eu)) * tmask
 
             x = noise[a : a + m] * (sc.temperature * tmask)
-            x = denoise(eps, x, self.schedule, sc.sampler, sc.steps, rng, sc.eta)
+            x = denoise(velocity, x, self.schedule, sc.sampler, sc.steps, rng, sc.eta)
+            if sc.project:
+                x = self.span.project(x, row)
             tok = net.decode(x / self.scale).reshape(m, -1)  # (m, T * C)
-            out[a : a + m] = (
-                tok[:, index] * self.norm.std[row, padded.indices[g]]
-                + (self.norm.mean[row, padded.indices[g]])
-            )
+            rows = out[a : a + m]  # (m, N_g): gathered and de-standardized in place
+            torch.index_select(tok, 1, index, out=rows)
+            rows.mul_(std).add_(mean)
         return out
 
 

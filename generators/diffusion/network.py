@@ -29,7 +29,9 @@ class DiffusionNetwork(nn.Module):
         self.task_proj = nn.Linear(dc.dim, dc.dim)
 
     def freeze_autoencoder(self) -> None:
-        self.autoencoder.requires_grad_(False).eval()
+        """Trained in ``prepare``: no gradient from the denoiser's loss reaches it (it has no
+        dropout or normalization statistics, so train / eval mode changes nothing)."""
+        self.autoencoder.requires_grad_(False)
 
     def contrastive_loss(
         self, latents: Tensor, token_mask: Tensor, tasks: Tensor, embeddings: Tensor,
@@ -49,7 +51,7 @@ class DiffusionNetwork(nn.Module):
     ) -> Tensor:
         return self.cond(task, width, prop, has_prop, drop)
 
-    def eps(self, x: Tensor, t: Tensor, c: Tensor) -> Tensor:
+    def velocity(self, x: Tensor, t: Tensor, c: Tensor) -> Tensor:
         return self.denoiser(x, t, c)
 
     @torch.no_grad()

@@ -1,8 +1,14 @@
 """diffusers' noise schedulers: DDPM for training, DDIM or DPM-Solver++ for few-step sampling.
 
 Training noises clean latents x0 at a uniformly drawn timestep of ``DDPMScheduler`` (1,000
-steps by default, D2NWG's linear betas) and regresses the noise (epsilon prediction). Sampling
-runs a fast scheduler built from the same betas, for a chosen number of steps. diffusers is
+steps by default, D2NWG's linear betas) and regresses the velocity v = sqrt(abar) eps -
+sqrt(1 - abar) x0 (v-prediction). With latents at unit std, v is uncorrelated with x_t, so an
+untrained (zero) denoiser is already the best linear guess, and an error in v is an error of the
+same size in the predicted x0 at every noise level; with epsilon prediction the same error at
+the noisiest step is multiplied by 1 / sqrt(abar_T) (about 160 for linear betas), and a
+denoiser trained for a few hundred steps on a few hundred nets sampled latents ~100x too large
+(chance-level nets: p-diff's collapse). Sampling runs a fast scheduler built from the same betas,
+for a chosen number of steps. diffusers is
 imported on first use: it takes seconds to import, which every ``import generators`` would pay.
 """
 
@@ -20,7 +26,8 @@ if TYPE_CHECKING:
 SAMPLERS = ("ddim", "dpm")
 BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2")
 
-EpsFn = Callable[[Tensor, Tensor], Tensor]  # (x_t (B, ...), t (B,) long) -> eps (B, ...)
+ModelFn = Callable[[Tensor, Tensor], Tensor]  # (x_t (B, ...), t (B,) long) -> v (B, ...)
+PREDICTION = "v_prediction"
 
 
 def training_scheduler(timesteps: int, beta_schedule: str) -> DDPMScheduler:
@@ -29,7 +36,7 @@ def training_scheduler(timesteps: int, beta_schedule: str) -> DDPMScheduler:
     if beta_schedule not in BETA_SCHEDULES:
         raise ValueError(f"beta_schedule must be one of {', '.join(BETA_SCHEDULES)}")
     return DDPMScheduler(num_train_timesteps=timesteps, beta_schedule=beta_schedule,
-                         prediction_type="epsilon", clip_sample=False)  # fmt: skip
+                         prediction_type=PREDICTION, clip_sample=False)  # fmt: skip
 
 
 def sampling_scheduler(
@@ -40,7 +47,7 @@ def sampling_scheduler(
 
     cfg = train.config
     common = dict(num_train_timesteps=cfg.num_train_timesteps, beta_schedule=cfg.beta_schedule,
-                  prediction_type="epsilon")  # fmt: skip
+                  prediction_type=PREDICTION)  # fmt: skip
     if name == "ddim":
         return DDIMScheduler(**common, clip_sample=False, set_alpha_to_one=True)
     if name == "dpm":
@@ -49,20 +56,21 @@ def sampling_scheduler(
 
 
 def diffusion_loss(
-    eps: EpsFn, x0: Tensor, mask: Tensor, train: DDPMScheduler, rng: torch.Generator
+    model: ModelFn, x0: Tensor, mask: Tensor, train: DDPMScheduler, rng: torch.Generator
 ) -> Tensor:
-    """Mean squared error of the predicted noise on the real entries ``mask`` (broadcast to
+    """Mean squared error of the predicted velocity on the real entries ``mask`` (broadcast to
     x0 (B, ...)), at timesteps drawn uniformly from the training schedule."""
     noise = torch.randn(x0.shape, generator=rng)
     t = torch.randint(train.config.num_train_timesteps, (len(x0),), generator=rng)
     xt = train.add_noise(x0, noise, t)
+    target = train.get_velocity(x0, noise, t)
     mask = mask.expand_as(x0).float()
-    return ((eps(xt, t) - noise).pow(2) * mask).sum() / mask.sum().clamp_min(1)
+    return ((model(xt, t) - target).pow(2) * mask).sum() / mask.sum().clamp_min(1)
 
 
 @torch.no_grad()
 def denoise(
-    eps: EpsFn, x: Tensor, train: DDPMScheduler, sampler: str, steps: int,
+    model: ModelFn, x: Tensor, train: DDPMScheduler, sampler: str, steps: int,
     rng: torch.Generator | None = None, eta: float = 0.0,
 ) -> Tensor:  # fmt: skip
     """x0 from the pure noise x (B, ...) in ``steps`` steps of ``sampler`` (``eta``: DDIM's share
@@ -72,7 +80,7 @@ def denoise(
     sched = sampling_scheduler(train, sampler)
     sched.set_timesteps(steps)
     for t in sched.timesteps:
-        e = eps(x, t.expand(len(x)))
+        e = model(x, t.expand(len(x)))
         if sampler == "ddim":
             x = sched.step(e, t, x, eta=eta, generator=rng).prev_sample
         else:
