@@ -184,8 +184,11 @@ class DiffusionGenerator(WeightGenerator):
         )  # fmt: skip  (K, dim)
         drop = torch.rand(len(index), generator=rng) < self.config.denoiser.cfg_dropout
         c = net.condition(emb[row], b["width"], b["prop"], b["has_prop"], drop)
-        mask = b["token_mask"].unsqueeze(-1)
-        loss = diffusion_loss(lambda x, t: net.velocity(x, t, c), x0, mask, self.schedule, rng)
+        mask = b["token_mask"].unsqueeze(-1).float()  # (B, T, 1)
+        # padding tokens enter the denoiser as 0, as they do when sampling
+        loss = diffusion_loss(
+            lambda x, t: net.velocity(x * mask, t, c), x0, mask, self.schedule, rng
+        )
         if len(present) > 1 and tc.contrastive_weight > 0:
             loss = loss + tc.contrastive_weight * net.contrastive_loss(
                 b["mean"], b["token_mask"], row, emb, tc.contrastive_temperature
@@ -285,6 +288,9 @@ class DiffusionGenerator(WeightGenerator):
 
             x = noise[a : a + m] * (sc.temperature * tmask)
             x = denoise(velocity, x, self.schedule, sc.sampler, sc.steps, rng, sc.eta)
+            # padding tokens (0 while denoising) take the training latents' mean, as the
+            # decoder saw them, before any projection
+            x = x * tmask + self.span.mean[row].reshape(x.shape[1:]) * (1 - tmask)
             if sc.project:
                 x = self.span.project(x, row)
             tok = net.decode(x / self.scale).reshape(m, -1)  # (m, T * C)
