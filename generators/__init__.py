@@ -30,7 +30,9 @@ from generators.config import (
 from generators.dataset import Group, WeightBatch, WeightDataset
 from generators.flow import FlowConfig, FlowGenerator, FlowModelConfig, FlowSamplingConfig
 from generators.gaussian import GaussianConfig, GaussianGenerator
+from generators.hyper import HyperConfig, HyperGenerator
 from generators.info import DatasetInfo
+from generators.neumeta import NeuMetaConfig, NeuMetaGenerator
 from generators.normalization import Normalizer
 from generators.padding import PaddedLayout
 from generators.population_io import load_population, save_population
@@ -49,4 +51,5 @@ __all__ = [
     "CalibrateConfig", "Calibration", "calibrate_weight", "calibrate", "calibration_of",
     "calibrated_sampling", "Conditions", "Request", "Resolved", "ExtraNets", "CodedDraws",
     "BestOfK", "sample", "fit_rounds", "GaussianConfig", "GaussianGenerator",
+    "HyperConfig", "HyperGenerator", "NeuMetaConfig", "NeuMetaGenerator",
 ]  # fmt: skip

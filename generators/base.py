@@ -69,6 +69,9 @@ class WeightGenerator(ABC):
     accepts: ClassVar[frozenset[str]] = frozenset({"task", "width", "target"})
     # False for kinds fitted in closed form by _prepare: training then runs no optimizer steps
     iterative: ClassVar[bool] = True
+    # the `zoo canonicalize` method its canonical training weights must come from (None: any);
+    # zoo demo and benchmarks/generators.py give such a kind a copy of the zoo made with it
+    canonical_method: ClassVar[str | None] = None
 
     def __init__(self, config: GeneratorConfig | None = None) -> None:
         config = config if config is not None else self.config_class()

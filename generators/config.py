@@ -44,7 +44,11 @@ class DataConfig:
     population without labels is an error, not silently kept. Excluding ``collapsed`` also leaves
     out single models that predict a constant in cells of another phase (by their own output
     std). min_val_acc: models with a lower validation accuracy (at the weights' checkpoint) are
-    left out; 0 keeps every model. max_norm_ratio: models whose weight norm is more than this
+    left out; 0 keeps every model. heldout_tasks: tasks whose populations are left out of the
+    generator altogether (the held-out members of a task family: their real nets stay in the zoo
+    as the yardstick of ``zoo evaluate``); unset (None), a generator read from a zoo leaves out
+    the zoo's own held-out tasks (its spec's ``heldout_tasks``) and records that list.
+    max_norm_ratio: models whose weight norm is more than this
     many times the median norm of their population's usable models are left out (runs that
     blew up without collapsing: one such net per group dominates the per-coordinate statistics
     and the principal directions a generator works in); 0 keeps every model.
@@ -61,8 +65,13 @@ class DataConfig:
     exclude_phases: list[str] = field(default_factory=list)
     min_val_acc: float = 0.0
     max_norm_ratio: float = 0.0
+    heldout_tasks: list[str] | None = None
 
     def __post_init__(self) -> None:
+        if isinstance(self.heldout_tasks, str):
+            raise ValueError(
+                f"data.heldout_tasks must be a list of task names, got {self.heldout_tasks!r}"
+            )
         if not 0.0 <= self.heldout < 1.0:
             raise ValueError(f"data.heldout must be in [0, 1), got {self.heldout}")
         if self.folds == 1 or self.folds < 0:

@@ -90,7 +90,8 @@ class Source:
     """The usable rows of one population: weights (M, N), property (M,), rows: index in it;
     filtered: how many usable models the data filter (``exclude_phases``, ``min_val_acc``) left
     out; recipes: (M,) each row's training recipe (its hyperparameters but the seed, as JSON),
-    empty when the population does not record them."""
+    empty when the population does not record them; canonical: the ``zoo canonicalize`` method
+    that made canonical weights read from a store ("" for raw or in-memory weights)."""
 
     name: str
     task: str
@@ -100,6 +101,7 @@ class Source:
     rows: list[int]
     filtered: int = 0
     recipes: list[str] = field(default_factory=list)
+    canonical: str = ""
 
 
 @dataclass
@@ -111,6 +113,8 @@ class WeightDataset:
     population, the usable models the data filter (``config.exclude_phases``, ``min_val_acc``)
     left out. recipe: (M,) id of each model's training recipe (population and hyperparameters
     but the seed: models with one id are replicates), -1 where unknown (in-memory populations).
+    canonical: per population, the method that made its canonical weights ("" if none: raw or
+    in-memory weights), for generators that need one (NeuMeta: ``smooth``).
     """
 
     groups: list[Group]
@@ -123,6 +127,7 @@ class WeightDataset:
     config: DataConfig = field(default_factory=DataConfig)
     filtered: dict[str, int] = field(default_factory=dict)
     recipe: Tensor | None = None
+    canonical: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.recipe is None:
@@ -149,6 +154,7 @@ class WeightDataset:
         names = [p.name for p in pops]
         if len(set(names)) != len(names):
             raise ValueError(f"population names must be unique, got {names}")
+        pops = without_heldout_tasks(pops, config.heldout_tasks or [])
         return cls.from_sources([read_source(p, config) for p in pops], config)
 
     @classmethod
@@ -159,6 +165,9 @@ class WeightDataset:
         from zoo.store import open_zoo
 
         z = open_zoo(zoo) if isinstance(zoo, str | Path) else zoo
+        config = config or DataConfig()
+        if config.heldout_tasks is None:  # the zoo's held-out tasks, recorded with the generator
+            config = replace(config, heldout_tasks=list(z.spec.heldout_tasks))
         names = list(populations) if populations else list(z.populations)
         missing = [n for n in names if n not in z.populations]
         if missing:
@@ -196,6 +205,7 @@ class WeightDataset:
             split_models(group, config.heldout, config.split_seed, config.folds, config.fold),
             origin, config,
             {s.name: s.filtered for s in sources}, torch.tensor(recipe, dtype=torch.long),
+            {s.name: s.canonical for s in sources},
         )  # fmt: skip
 
     def with_split(
@@ -222,7 +232,10 @@ class WeightDataset:
 
     def reads_like(self, config: DataConfig) -> bool:
         """Whether ``config`` keeps the same models as this dataset's config: the two differ in
-        the fold at most."""
+        the fold at most. Unset ``heldout_tasks`` (None) means the zoo's, which this dataset
+        has resolved."""
+        if config.heldout_tasks is None:
+            config = replace(config, heldout_tasks=self.config.heldout_tasks)
         return replace(self.config, fold=0) == replace(config, fold=0)
 
     # ----- views --------------------------------------------------------------------------
@@ -300,11 +313,25 @@ def as_population(p: PopulationLike, i: int) -> Population:
     raise ValueError(f"expected a Population or (arch, weights, task), got {type(p).__name__}")
 
 
+def without_heldout_tasks(pops: list[Population], heldout: Sequence[str]) -> list[Population]:
+    """The populations whose task is not held out (``data.heldout_tasks``); a ValueError if
+    none is left."""
+    kept = [p for p in pops if p.task not in set(heldout)]
+    if not kept:
+        raise ValueError(
+            f"data.heldout_tasks ({', '.join(heldout)}) leaves out every population: "
+            "nothing to train on"
+        )
+    return kept
+
+
 def read_source(pop: Population, config: DataConfig) -> Source:
     """The usable models of ``pop``: done (stored populations) and finite."""
     stored = hasattr(pop, "status") and hasattr(pop, "metrics")
+    method = ""
     if stored:
         w = pop.weights(checkpoint=config.checkpoint, canonical=config.canonical)
+        method = str(pop.canonical_info.get("method", "")) if config.canonical else ""
         keep = torch.as_tensor(np.asarray(pop.status) == Status.DONE)
     else:
         w = pop.weights()
@@ -324,7 +351,7 @@ def read_source(pop: Population, config: DataConfig) -> Source:
     rows, w = select_rows(pop, config, w[rows].float(), rows)
     prop = property_values(pop, config, w, rows)
     return Source(pop.name, pop.task, pop.arch, w, prop, rows.tolist(), usable - len(rows),
-                  training_recipes(pop, rows))  # fmt: skip
+                  training_recipes(pop, rows), method)  # fmt: skip
 
 
 def training_recipes(pop: Population, rows: Tensor) -> list[str]:

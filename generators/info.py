@@ -19,6 +19,7 @@ from generators.config import DataConfig, build_dataclass
 from generators.dataset import Group, WeightDataset, group_tasks, group_widths
 from generators.normalization import Normalizer
 from generators.padding import PaddedLayout
+from zoo.task_store import TASK_TENSORS, register_task_tensors, task_tensors
 
 TRAIN_WEIGHTS = "train_weights"  # safetensors key prefix: train_weights.<group>
 
@@ -40,10 +41,15 @@ class DatasetInfo:
     heldout_origin: list[tuple[str, int]]
     normalizer: Normalizer
     train_weights: list[Tensor] = field(default_factory=list)
+    task_records: list[dict[str, Any]] = field(default_factory=list)  # its arrays tasks
+    task_data: dict[str, Tensor] = field(default_factory=dict)  # task.<i>.<split>
 
     @classmethod
     def from_dataset(cls, ds: WeightDataset) -> DatasetInfo:
         props = [ds.prop[ds.group_rows(g, True)] for g in range(len(ds.groups))]
+        # the registered / file tasks it learnt (and held out): sampling in another process
+        # needs their validation data, and no built-in rebuilds them
+        records, task_data = task_tensors(sorted({*ds.tasks, *(ds.config.heldout_tasks or [])}))
         return cls(
             groups=list(ds.groups), data=ds.config, prop_mean=ds.prop_mean, prop_std=ds.prop_std,
             group_props=[[float(v) for v in p[torch.isfinite(p)]] for p in props],
@@ -51,6 +57,7 @@ class DatasetInfo:
             heldout_origin=[o for o, t in zip(ds.origin, ds.train.tolist(), strict=True) if not t],
             normalizer=ds.normalizer,
             train_weights=[ds.group_weights(g, True).clone() for g in range(len(ds.groups))],
+            task_records=records, task_data=task_data,
         )  # fmt: skip
 
     @cached_property
@@ -120,10 +127,16 @@ class DatasetInfo:
             "group_props": self.group_props,
             "train_origin": [list(o) for o in self.train_origin],
             "heldout_origin": [list(o) for o in self.heldout_origin],
+            "tasks": self.task_records,
         }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], tensors: dict[str, Tensor]) -> DatasetInfo:
+        """The saved info; registers the tasks it carries in this process (checked against the
+        tasks registered here by fingerprint)."""
+        records = list(d.get("tasks", []))
+        task_data = {k: v for k, v in tensors.items() if k.startswith(f"{TASK_TENSORS}.")}
+        register_task_tensors(records, task_data, "a saved generator")
         return cls(
             groups=[Group.from_dict(g) for g in d["groups"]],
             data=build_dataclass(DataConfig, d["data"], "data."),
@@ -134,12 +147,14 @@ class DatasetInfo:
             normalizer=Normalizer.from_state_dict(tensors),
             train_weights=[tensors[f"{TRAIN_WEIGHTS}.{g}"] for g in range(len(d["groups"]))
                            if f"{TRAIN_WEIGHTS}.{g}" in tensors],
+            task_records=records, task_data=task_data,
         )  # fmt: skip
 
     def tensors(self) -> dict[str, Tensor]:
         """The tensors saved with the generator: the normalizer's and the training nets'."""
         out = dict(self.normalizer.state_dict())
         out.update({f"{TRAIN_WEIGHTS}.{g}": w for g, w in enumerate(self.train_weights)})
+        out.update(self.task_data)
         return out
 
     def draw_prompts(self, g: int | None, n: int, rng: torch.Generator) -> Tensor:

@@ -14,10 +14,19 @@ from generators.config import GeneratorConfig
 from generators.diffusion import DiffusionGenerator
 from generators.flow import FlowGenerator
 from generators.gaussian import GaussianGenerator
+from generators.hyper import HyperGenerator
+from generators.neumeta import NeuMetaGenerator
 from generators.run_dir import CONFIG_FILE, read_run_dir
 
 GENERATORS: dict[str, type[WeightGenerator]] = {
-    cls.kind: cls for cls in (FlowGenerator, GaussianGenerator, DiffusionGenerator)
+    cls.kind: cls
+    for cls in (
+        FlowGenerator,
+        GaussianGenerator,
+        HyperGenerator,
+        NeuMetaGenerator,
+        DiffusionGenerator,
+    )
 }
 
 

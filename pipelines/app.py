@@ -2,19 +2,52 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Iterable
+from typing import Annotated, Any
 
 import typer
+from typer.core import TyperGroup
+
+
+def _untyped_flags(params: Iterable[Any]) -> list[Any]:
+    """Flags take no value, so their help shows no value type (typer prints ``<bool>``)."""
+    params = list(params)
+    for p in params:
+        if getattr(p, "is_flag", False) and p.metavar is None:
+            p.metavar = ""
+    return params
+
+
+class ZooGroup(TyperGroup):
+    """The ``zoo`` group: help without a value placeholder for flags, here and in subcommands."""
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        return _untyped_flags(super().get_params(ctx))
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        cmd = super().get_command(ctx, cmd_name)
+        if cmd is not None:
+            _untyped_flags(cmd.get_params(ctx))
+        return cmd
+
 
 app = typer.Typer(
     name="zoo",
-    help="weightzoo: build phase-controlled model zoos, canonicalize them, train weight generators.",
+    cls=ZooGroup,
+    help="weightzoo: build phase-controlled model zoos, measure their loss-landscape phases, "
+    "canonicalize their weights, and train, sample and evaluate weight generators. "
+    "'zoo demo' runs every stage on the default zoo; 'zoo COMMAND --help' explains each.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
 
 # Options shared by the commands that read a store or run on Dask.
-StoreArg = Annotated[str, typer.Argument(help="store path or fsspec URL")]
-WorkersOpt = Annotated[int | None, typer.Option(help="Dask worker processes (0: in this process)")]
-SchedulerOpt = Annotated[str | None, typer.Option(help="address of an existing Dask scheduler")]
+StoreArg = Annotated[str, typer.Argument(help="zoo store: a local path or an fsspec URL")]
+WorkersOpt = Annotated[
+    int | None,
+    typer.Option(help="Dask worker processes (default: one per core; 0: in this process)"),
+]
+SchedulerOpt = Annotated[
+    str | None, typer.Option(help="address of a running Dask scheduler to use instead")
+]

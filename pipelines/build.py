@@ -19,8 +19,10 @@ from distributed import Client, as_completed
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from pipelines.build_tasks import check_build_tasks, write_build_tasks
 from pipelines.cluster import broadcast, cpu_count, dask_client, threads_per_worker
 from pipelines.presets import default_spec
+from pipelines.script_guard import check_main_guard
 from zoo.architectures import architecture_from_dict
 from zoo.spec import ZooSpec
 from zoo.store import Zoo, create_or_check, open_group, open_zoo, write_chunk
@@ -118,10 +120,14 @@ def build_zoo(
     of an existing Dask cluster to join instead of starting a LocalCluster.
     """
     console = console or Console(stderr=True)
+    inline = workers == 0 or (str(store).startswith("memory://") and not scheduler)
+    if not inline and scheduler is None:
+        check_main_guard()  # before anything is created: spawned workers re-run the script
     spec = load_spec(spec_or_path, data_root)
     location = str(store)
+    tasks = check_build_tasks(location, spec)
     create_or_check(location, spec)
-    inline = workers == 0 or (location.startswith("memory://") and not scheduler)
+    write_build_tasks(location, spec, tasks)
     chunks = pending_chunks(location)
     # training changes the status digest the landscape stage checks: those populations re-measure
     to_measure = _unmeasured_populations(location) | {c.population for c in chunks}

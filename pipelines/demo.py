@@ -1,17 +1,14 @@
-"""``zoo demo``: the whole pipeline on the default zoo, in minutes on a laptop.
+"""``zoo demo``: the whole pipeline on the default zoo, every generator kind side by side.
 
 default zoo (``data/specs/default.toml``) with its loss-landscape phases -> canonicalize (weight
-matching) -> train the flow generator on canonical weights and, for comparison, on raw weights
-and without the interpolation augmentation, each 5-fold cross-validated (5 generators, every
-real model held out once; the canonical ones self-distilled, :mod:`generators.distillation`, and
-their first rounds evaluated too) -> sample 100 nets -> evaluate on held-out real models; the
-canonical generators once more with best-of-16 sampling (:mod:`generators.selection`: of 16
-draws per prompt, the one with the highest validation accuracy + w x its disagreement with its
-nearest training net, w calibrated by each generator on its own training nets and validation
-split, :mod:`generators.calibration`; drawn with the options it was calibrated with: in the
-preset, source-noise temperature 1 and 4 Euler steps) -> short tables and the paths of the plots.
-The phases are needed by the default generator config (``data/generators/flow.toml``), which
-leaves out the ``collapsed`` nets (``data.exclude_phases``).
+matching to the barycenter) -> for every registered generator kind
+(:data:`generators.registry.GENERATORS`), with its shipped preset (``data/generators/KIND.toml``),
+train on one 80/20 split of each width's models -> sample -> evaluate on the held-out models,
+plainly and, where the kind calibrated itself (:mod:`generators.calibration`), with its
+calibrated best of k -> one table with the kinds as columns (:mod:`pipelines.kinds`) and the
+paths of the plots. Cross-validation and the variants of a kind's settings are
+``zoo train-generator --folds K``, ``benchmarks/generators.py`` and
+``benchmarks/generator_variants.py``.
 """
 
 from __future__ import annotations
@@ -19,63 +16,44 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from functools import partial
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
-from generators.calibration import calibrated_sampling, calibration_of
-from generators.sampling import sample
 from generators.selection import DISAGREEMENT_WEIGHT
-from pipelines.evaluate import WEIGHT_SWEEP
+from pipelines.kinds import calibrated_best_of
 
-# the generators the demo compares: name -> (run folder, overrides of the default config)
-# (the preset distils, :mod:`generators.distillation`, and calibrates its best-of-k weight,
-# :mod:`generators.calibration`; the comparisons do neither, and compare with the canonical
-# generators' own first round, FIRST_ROUND, at no extra training)
-VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
-    "canonical": ("flow-canonical", {"data.canonical": True}),
-    "raw": (
-        "flow-raw", {"data.canonical": False, "distill.per_net": 0, "calibrate.candidates": 0},
-    ),
-    "canonical, no augmentation": (
-        "flow-canonical-plain",
-        {"augment.interpolations": 0, "distill.per_net": 0, "calibrate.candidates": 0},
-    ),
-}  # fmt: skip
-FIRST_ROUND = "canonical, not distilled"
-# the comparison table's column headings: four columns and the metric names fit 80 columns
-HEADINGS = {"canonical, no augmentation": "no augm.", FIRST_ROUND: "undistilled"}
-# the demo's best-of-k setting until this round (generators/selection.py, rule "weighted"): of 8
-# draws per prompt, the one with the highest validation accuracy + 0.45 x its disagreement with
-# its nearest training net, at full source noise and 4 Heun steps; 5-fold on the default zoo,
-# from the distilled generators: 99.9% of the held-out accuracy at 41.4% disagreement. Kept for
-# the benchmarks' rows
+# config overrides the demo applies to a kind's preset, for a kind whose preset trains too long
+# for the demo's time budget (printed when applied); the benchmarks use the presets as shipped
+DEMO_OVERRIDES: dict[str, dict[str, Any]] = {}
+# best of 8 by validation accuracy + 0.45 x disagreement with the nearest training net, at full
+# source noise and 4 Heun steps (benchmarks/generator_variants.py's rows)
 WEIGHTED_8: dict[str, Any] = {
     "candidates": 8, "select": "weighted", "disagreement_weight": DISAGREEMENT_WEIGHT,
     "temperature": 1.0, "steps": 4,
 }  # fmt: skip
+__all__ = ["DEMO_OVERRIDES", "WEIGHTED_8", "calibrated_best_of", "preset_flow",
+           "preset_generator", "run_demo", "summary_table", "per_group_table"]  # fmt: skip
 
 
-def calibrated_best_of(gen: Any) -> dict[str, Any]:
-    """The best-of-k sampling options a trained generator was calibrated for, without the weight
-    itself (:mod:`generators.calibration`): evaluated fold by fold, each fold's generator then
-    keeps by its own calibrated weight."""
-    opts = calibrated_sampling(gen)
-    return {k: v for k, v in opts.items() if k != "disagreement_weight"}
-
-
-def preset_flow(overrides: dict[str, Any]) -> Any:
-    """A fresh flow generator with the shipped preset (``data/generators/flow.toml``) and dotted
-    overrides."""
+def preset_generator(kind: str, overrides: dict[str, Any] | None = None) -> Any:
+    """A fresh generator of ``kind`` with its shipped preset (``data/generators/KIND.toml``; the
+    built-in defaults where it ships none) and dotted config overrides."""
     from generators import make_generator
     from pipelines.presets import generator_preset
 
-    gen = make_generator("flow", generator_preset("flow"))
-    gen.config = gen.config.with_overrides(overrides)
+    preset = generator_preset(kind)
+    gen = make_generator(kind, preset if preset.is_file() else None)
+    if overrides:
+        gen.config = gen.config.with_overrides(overrides)
     return gen
+
+
+def preset_flow(overrides: dict[str, Any]) -> Any:
+    """A fresh flow generator with the shipped preset and dotted overrides."""
+    return preset_generator("flow", overrides)
 
 
 def _pct(v: float) -> str:
@@ -174,104 +152,110 @@ def per_group_table(reports: dict[str, dict[str, Any]]) -> Table:
 
 def run_demo(
     out: str | Path = "demo", spec: str | Path | None = None, workers: int | None = None,
-    max_steps: int | None = None, n: int = 100, folds: int = 5, console: Console | None = None,
+    max_steps: int | None = None, n: int = 100, kinds: list[str] | None = None,
+    overrides: dict[str, dict[str, Any]] | None = None, timing_nets: int = 1000,
+    console: Console | None = None,
 ) -> dict[str, Any]:  # fmt: skip
-    """Run the demo into ``out``; returns the timings and both evaluation summaries.
-
-    Each weight space is cross-validated (:mod:`pipelines.crossval`): ``folds`` generators, one
-    per fold, so that every real model of the zoo is held out once."""
-    from generators import load_generator, save_population
+    """Run the demo into ``out``; returns its timings and every kind's figures (also written to
+    ``out/demo.json``). ``kinds``: the kinds to train (default: every registered one);
+    ``max_steps``: training steps of every kind (default: each preset's); ``n``: generated nets
+    per width in each evaluation; ``overrides``: config overrides per kind, over
+    ``DEMO_OVERRIDES``; ``timing_nets``: nets sampled to time the sampling (the table quotes
+    seconds per 1,000)."""
+    from generators import (
+        GENERATORS,
+        WeightDataset,
+        calibrated_sampling,
+        load_generator,
+        save_population,
+    )
     from pipelines.build import build_zoo
     from pipelines.canonicalize_stage import canonicalize_zoo
-    from pipelines.crossval import cross_validate, evaluate_folds, fold_dirs
-    from pipelines.evaluate import EvalSettings
-    from pipelines.evaluation_plots import plot_tradeoff
-    from pipelines.generator_training import round_dir
+    from pipelines.evaluate import EvalSettings, evaluate_generator
+    from pipelines.generator_training import train_generator
+    from pipelines.kinds import (
+        column,
+        comparison_table,
+        is_calibrated,
+        plot_kinds,
+        real_readings,
+        sampling_seconds,
+        store_for,
+    )
 
-    console = console or Console()
+    if console is None:  # the kinds table fits 100 columns: not cut at 80 when piped to a file
+        console = Console()
+        console = console if console.is_terminal else Console(width=100)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     store = str(out / "zoo.zarr")
+    kinds = list(kinds or GENERATORS)
     timings: dict[str, float] = {}
     t_all = time.perf_counter()
 
-    console.rule("1/5 build the default zoo (and label its loss-landscape phases)")
+    console.rule("1/4 build the default zoo and label its loss-landscape phases")
     t0 = time.perf_counter()
     build_zoo(spec, store, workers=workers, metrics=True, console=console)
     timings["build"] = time.perf_counter() - t0
 
-    console.rule("2/5 canonicalize (weight matching to the barycenter)")
+    console.rule("2/4 canonicalize (weight matching to the barycenter)")
     t0 = time.perf_counter()
     canonicalize_zoo(store, reference="barycenter", workers=0, console=console)
     timings["canonicalize"] = time.perf_counter() - t0
 
-    reports, train_seconds = {}, {}
-    t0 = time.perf_counter()
-    for name, (folder, overrides) in VARIANTS.items():
-        console.rule(f"3-4/5 flow generator, {name}: train and evaluate, "
-                     f"{folds}-fold cross-validated")  # fmt: skip
+    columns, plots, first_report = [], [], None
+    read: WeightDataset | None = None
+    read_store = store
+    for i, kind in enumerate(kinds):
+        console.rule(f"3/4 generator {i + 1}/{len(kinds)}, {kind}: train on one split, sample, "
+                     "evaluate")  # fmt: skip
+        t0 = time.perf_counter()
+        changed = {**DEMO_OVERRIDES.get(kind, {}), **(overrides or {}).get(kind, {})}
+        gen = preset_generator(kind, changed)
+        if changed:
+            console.print(f"{kind}: the preset with {changed}", highlight=False)
+        kind_store = store_for(kind, store, console)  # NeuMeta: a smooth-ordered copy
+        if read is None or read.config != gen.config.data or kind_store != read_store:
+            read, read_store = WeightDataset.from_zoo(kind_store, None, gen.config.data), kind_store
+        run_dir = out / kind
+        trained = train_generator(gen, read, run_dir, max_steps=max_steps)
+        plain = evaluate_generator(gen, read, EvalSettings(n=n, sweep=()), run_dir / "evaluation",
+                                   label=kind)  # fmt: skip
+        first_report = first_report or plain
+        plots += plain["plots"][1:]  # the per-width breakdown
+        per_1000 = 1000 / timing_nets
+        calibrated, seconds = None, [per_1000 * sampling_seconds(gen, timing_nets)]
+        if is_calibrated(gen):
+            opts = calibrated_best_of(gen)
+            calibrated = evaluate_generator(
+                gen, read, EvalSettings(n=n, sweep=(), sample_options=opts),
+                run_dir / f"best-of-{opts['candidates']}", label=f"{kind}, calibrated",
+            )  # fmt: skip
+            seconds.append(per_1000 * sampling_seconds(gen, timing_nets, calibrated_sampling(gen)))
+            if (run_dir / "calibration.png").is_file():
+                plots.append(str(run_dir / "calibration.png"))
+        columns.append(column(kind, plain, calibrated, trained.seconds,
+                              (seconds[0], seconds[1] if calibrated else None),
+                              max(read.widths)))  # fmt: skip
+        timings[kind] = time.perf_counter() - t0
 
-        reports[name] = cross_validate(
-            partial(preset_flow, overrides), store, folds, out / folder, EvalSettings(n=n),
-            max_steps=max_steps, label=f"flow, {name}", console=console,
-        )  # fmt: skip
-        train_seconds[name] = max(reports[name]["train_seconds"])
-    canonical_dir = out / VARIANTS["canonical"][0]
-    reports[FIRST_ROUND] = evaluate_folds(
-        canonical_dir, store, EvalSettings(n=n), canonical_dir / round_dir(0),
-        label=f"flow, {FIRST_ROUND}", sub=round_dir(0),
-    )  # fmt: skip
-    timings["train_and_evaluate"] = time.perf_counter() - t0
-
-    fold_gens = [load_generator(d) for d in fold_dirs(canonical_dir)]
-    selected = calibrated_best_of(fold_gens[0])
-    k = selected["candidates"]
-    best = f"canonical, best of {k}"
-    weights = [calibration_of(g).disagreement_weight for g in fold_gens]
-    console.rule(f"4/5 the canonical generators again, keeping one of {k} draws per prompt")
-    console.print(f"kept: the highest validation accuracy + w x disagreement with the nearest "
-                  f"training net, w calibrated by each fold's generator (validation split only): "
-                  f"{', '.join(f'{w:.2f}' for w in weights)}")  # fmt: skip
-    t0 = time.perf_counter()
-    reports[best] = evaluate_folds(
-        canonical_dir, store,
-        EvalSettings(n=n, knob="disagreement_weight", sweep=WEIGHT_SWEEP, sample_options=selected),
-        canonical_dir / f"best-of-{k}", label=f"flow, {best}",
-    )  # fmt: skip
-    timings["evaluate_best_of"] = time.perf_counter() - t0
-
-    console.rule("5/5 report")
-    gen = fold_gens[0]
-    t0 = time.perf_counter()
-    pop = gen.sample(1000, seed=0)
-    timings["sample_1000"] = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    sample(gen, 1000, seed=0, **calibrated_sampling(gen))
-    timings["sample_1000_best_of"] = time.perf_counter() - t0
+    console.rule("4/4 every kind side by side")
+    assert first_report is not None, "no generator kind to train"
+    real = real_readings(first_report)
+    plots.insert(0, str(plot_kinds(columns, real, out / "kinds.png")))
+    gen = load_generator(out / kinds[0])
     samples = save_population(gen.sample(n, seed=0), out / "samples.safetensors")
-    tradeoff = plot_tradeoff(list(reports.values()), out / "tradeoff.png")
     timings["total"] = time.perf_counter() - t_all
-    result = {
-        "timings_s": timings, "train_seconds": train_seconds, "folds": folds,
-        "best_of": {**selected, "calibrated_weights": weights},
-        "summary": {k: r["summary"] for k, r in reports.items()},
-        "fold_summaries": {k: r["folds"] for k, r in reports.items()},
-        "samples": str(samples), "sampled_width": pop.arch.width,
-        "plots": [p for r in reports.values() for p in r["plots"]] + [str(tradeoff)],
-    }  # fmt: skip
+    result = {"timings_s": timings, "kinds": columns, "real": real, "overrides": {
+              k: {**DEMO_OVERRIDES.get(k, {}), **(overrides or {}).get(k, {})} for k in kinds},
+              "samples": str(samples), "plots": plots}  # fmt: skip
     (out / "demo.json").write_text(json.dumps(result, indent=2) + "\n")
-    console.print(summary_table({k: reports[k] for k in (*VARIANTS, FIRST_ROUND)}, train_seconds,
-                                HEADINGS))  # fmt: skip
-    console.print(summary_table({k: reports[k] for k in ("canonical", best)}))
-    console.print(per_group_table({"plain": reports["canonical"], f"best of {k}": reports[best]}))
-    console.print(
-        f"1,000 nets of width {pop.arch.width} sampled in {timings['sample_1000']:.2f} s "
-        f"({timings['sample_1000_best_of']:.2f} s best of {k}); "
-        f"total {timings['total']:.0f} s (zoo {timings['build']:.0f} s, canonicalize "
-        f"{timings['canonicalize']:.0f} s, {len(VARIANTS) * folds} generators trained (the "
-        f"canonical ones twice: distilled) and evaluated {timings['train_and_evaluate']:.0f} s, "
-        f"best-of-{k} evaluation {timings['evaluate_best_of']:.0f} s)"
-    )
-    console.print(f"plots: {', '.join(result['plots'])}", highlight=False)
-    console.print(f"{n} generated nets: {samples}; results: {out / 'demo.json'}")
+    console.print(comparison_table(columns, real))
+    trained_s = ", ".join(f"{k} {timings[k]:.0f} s" for k in kinds)
+    console.print(f"total {timings['total']:.0f} s: zoo {timings['build']:.0f} s, canonicalize "
+                  f"{timings['canonicalize']:.0f} s, per kind (train, sample, evaluate): "
+                  f"{trained_s}", highlight=False)  # fmt: skip
+    console.print(f"plots: {', '.join(plots)}", highlight=False)
+    console.print(f"generators: {', '.join(str(out / k) for k in kinds)}; {n} nets of "
+                  f"{kinds[0]}: {samples}; results: {out / 'demo.json'}", highlight=False)  # fmt: skip
     return result

@@ -323,19 +323,30 @@ def per_group(groups: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 def evaluate_generator(
     gen: WeightGenerator, ds: WeightDataset, settings: EvalSettings | None = None,
-    out_dir: str | Path | None = None, label: str = "",
+    out_dir: str | Path | None = None, label: str = "", zoo: Any = None,
 ) -> dict[str, Any]:  # fmt: skip
-    """All metrics for every group plus the trade-off sweep; writes JSON and PNGs to out_dir."""
+    """All metrics for every group plus the trade-off sweep; writes JSON and PNGs to out_dir.
+
+    With ``zoo``, also the generator's held-out tasks (:mod:`pipelines.heldout_tasks`): the
+    report's ``heldout_tasks`` rows and ``heldout_task_acc_ratio`` / ``heldout_task_loss_ratio``
+    in the summary (NaN without held-out tasks)."""
+    from pipelines.heldout_tasks import heldout_task_rows, heldout_task_summary
+
     s = settings or EvalSettings()
     tasks = {t: get_task(t) for t in ds.tasks}
     groups = [evaluate_group(gen, ds, g, s, tasks) for g in range(len(ds.groups))]
+    held = list(ds.config.heldout_tasks or [])
+    held_rows = (heldout_task_rows(gen, zoo, s.n, s.seed, s.sample_options)
+                 if zoo is not None and held else [])  # fmt: skip
     summary = {
         **aggregate(groups),
         "real_task_pair_disagreement": task_pair_disagreement(ds, tasks),
+        **heldout_task_summary(held_rows, held),
     }
     report = {"label": label, "kind": gen.kind, "canonical": ds.config.canonical,
               "settings": {**s.__dict__, "sweep": list(s.sweep)},
               "summary": summary, "per_group": per_group(groups), "groups": groups,
+              "heldout_tasks": held_rows,
               "tradeoff": tradeoff(gen, ds, s, tasks) if s.sweep else []}  # fmt: skip
     return write_report(report, out_dir) if out_dir is not None else report
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import torch
@@ -30,3 +31,16 @@ def digits() -> TaskData:
 def modadd() -> TaskData:
     """Modular addition mod 11 (121 sequences), split with seed 0. Shared: never modify it."""
     return get_task("modadd:p=11", seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, str]:
+    """``zoo demo`` run once on a tiny digits zoo (tests/demo_fixtures.py): (the folder holding
+    its output as ``demo/``, its result, its printed text). Shared: never modify it."""
+    from demo_fixtures import run_tiny_demo
+    from rich.console import Console
+
+    root = tmp_path_factory.mktemp("demo-run")
+    console = Console(record=True, width=100)
+    result = run_tiny_demo(root / "demo", console)
+    return root, result, console.export_text()

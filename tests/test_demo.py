@@ -1,4 +1,5 @@
-"""``zoo demo`` end to end on a tiny zoo: every stage runs, the tables and files appear."""
+"""``zoo demo`` end to end on a tiny zoo: every registered kind trained on one split, evaluated
+plain and (where calibrated) best of k, one table with the kinds as columns, the files it names."""
 
 from __future__ import annotations
 
@@ -7,83 +8,64 @@ from pathlib import Path
 
 import pytest
 from rich.console import Console
-from zoo_fixtures import tiny_spec_dict
 
-from pipelines.demo import (
-    FIRST_ROUND,
-    HEADINGS,
-    VARIANTS,
-    preset_flow,
-    run_demo,
-    summary_table,
-)
-from zoo.spec import ZooSpec
+from generators import GENERATORS, calibration_of, load_generator
+from pipelines.kinds import column, comparison_table
 
 
 @pytest.mark.slow
-def test_demo_on_a_tiny_zoo(tmp_path: Path) -> None:
-    spec = ZooSpec.from_dict(tiny_spec_dict(seeds=3))
-    console = Console(record=True, width=100)
-    result = run_demo(tmp_path, spec=spec, workers=0, max_steps=5, n=4, folds=2,
-                      console=console)  # fmt: skip
-    calibrate = preset_flow({}).config.calibrate
-    k = calibrate.candidates
-    best = f"canonical, best of {k}"
-    assert set(result["summary"]) == {*VARIANTS, FIRST_ROUND, best}
-    assert (
-        json.loads((tmp_path / "demo.json").read_text())["summary"].keys()
-        == result["summary"].keys()
-    )
-    pooled = json.loads((tmp_path / "flow-canonical" / f"best-of-{k}" /
-                         "evaluation.json").read_text())  # fmt: skip
-    # the preset's calibrated best of k, each fold keeping by its own weight
-    expected = {"candidates": k, "select": "weighted", **calibrate.options}
-    assert pooled["settings"]["sample_options"] == expected
-    assert len(result["best_of"]["calibrated_weights"]) == 2
-    for f in range(2):
-        assert (tmp_path / "flow-canonical" / f"fold-{f}" / "calibration.png").is_file()
-    # the comparisons neither distil nor calibrate
-    assert not (tmp_path / "flow-raw" / "fold-0" / "calibration.png").exists()
-    assert pooled["settings"]["folds"] == 2
+def test_demo_trains_and_compares_every_registered_kind(tiny_demo: tuple) -> None:
+    root, result, text = tiny_demo
+    out = root / "demo"
+    assert [c["kind"] for c in result["kinds"]] == list(GENERATORS)
+    assert json.loads((out / "demo.json").read_text())["kinds"] == result["kinds"]
+    for c in result["kinds"]:
+        gen = load_generator(out / c["kind"])  # one generator per kind, no folds
+        assert gen.kind == c["kind"] and not (out / c["kind"] / "fold-0").exists()
+        assert (out / c["kind"] / "evaluation" / "evaluation.json").is_file()
+        assert c["train_seconds"] > 0 and c["plain"]["seconds_per_1000"] > 0
+        calibration = calibration_of(gen)
+        if calibration is not None:  # the calibrated best of k, evaluated with its options
+            k = calibration.candidates
+            report = json.loads((out / c["kind"] / f"best-of-{k}" / "evaluation.json").read_text())
+            assert report["settings"]["sample_options"]["candidates"] == k
+            assert c["calibrated"]["acc_ratio_free"] == report["summary"]["acc_ratio_free"]
+        else:
+            assert "calibrated" not in c
     assert all(Path(p).is_file() for p in result["plots"])
+    assert (out / "kinds.png").is_file() and (out / "samples.safetensors").is_file()
+    header = next(line for line in text.splitlines() if line.rstrip().endswith("real nets"))
+    assert all(kind in header for kind in GENERATORS)
+    assert max(len(line) for line in text.splitlines()) <= 100
+    assert "accuracy ratio" in text and str(out / "kinds.png") in text
+
+
+def _column(kind: str, calibrated: bool) -> dict:
+    summary = {"acc_ratio_free": 0.9, "distance_ratio": 0.5, "nn_disagreement": 0.4,
+               "diversity": 0.3}  # fmt: skip
+    plain = {"summary": summary}
+    cal = {"summary": {**summary, "acc_ratio_free": 0.995},
+           "settings": {"sample_options": {"candidates": 16}}}  # fmt: skip
+    return column(kind, plain, cal if calibrated else None, 30.0, (0.3, 2.5 if calibrated else None),
+                  128)  # fmt: skip
+
+
+def test_the_kinds_table_fits_100_columns_with_five_kinds() -> None:
+    """Five kinds, each plain / calibrated, and the real nets' column fit 100 terminal columns;
+    a kind without a calibration shows its plain figure alone."""
+    cols = [_column(k, k != "gaussian") for k in ("flow", "gaussian", "diffusion", "hyper",
+                                                    "neumeta")]  # fmt: skip
+    real = {"heldout_acc": 0.75, "real_nn_disagreement": 0.455, "real_pair_disagreement": 0.36}
+    console = Console(record=True, width=100)
+    console.print(comparison_table(cols, real))
     text = console.export_text()
-    assert best in text and "ratio (target >= 98%)" in text
-    assert result["timings_s"]["sample_1000_best_of"] > 0
-
-
-def _report(acc_ratios: list[float]) -> dict:
-    """A report as evaluate / evaluate_folds return it, with only the fields the table reads."""
-    keys = ("generated_acc_free", "heldout_acc", "acc_ratio_free", "distance_ratio",
-            "local_ratio", "nn_disagreement", "real_nn_disagreement", "real_pair_disagreement",
-            "diversity", "ensemble_generated", "ensemble_real", "single_generated")  # fmt: skip
-    folds = [{**dict.fromkeys(keys, 0.5), "acc_ratio_free": a} for a in acc_ratios]
-    summary = {**dict.fromkeys(keys, 0.5), "seconds_per_net": 1e-3,
-               "acc_ratio_free": sum(acc_ratios) / len(acc_ratios)}  # fmt: skip
-    return {"summary": summary, "folds": folds} if len(acc_ratios) > 1 else {"summary": summary}
-
-
-def test_summary_table_shows_the_fold_range_only_for_cross_validated_reports() -> None:
-    console = Console(record=True, width=200)
-    console.print(summary_table({"cv": _report([0.959, 1.066, 0.98]), "one": _report([0.9])}))
-    rows = [line for line in console.export_text().splitlines() if "lowest - highest" in line]
-    assert len(rows) == 2  # accuracy ratio and disagreement
-    assert "96-107%" in rows[0] and rows[0].rstrip(" │").endswith("-")
-    assert "50-50%" in rows[1]
-    console = Console(record=True, width=200)
-    console.print(summary_table({"one": _report([0.9])}))
-    text = console.export_text()
-    assert "lowest - highest" not in text and "prompted like held-out" not in text
-    assert "90.0%" in text and "real: replicates" not in text
-
-
-def test_the_comparison_table_names_its_short_headings() -> None:
-    """The demo's four-column table heads two columns with short names (so that it fits 80
-    columns) and spells them out in its caption."""
-    console = Console(record=True, width=80)
-    reports = {k: _report([0.9, 1.0]) for k in (*VARIANTS, FIRST_ROUND)}
-    console.print(summary_table(reports, None, HEADINGS))
-    text = console.export_text()
-    header = next(line for line in text.splitlines() if "metric" in line)
-    assert all(short in header for short in HEADINGS.values())
-    assert "no augm.: canonical, no augmentation" in text
-    assert "undistilled: canonical, not distilled" in text
+    lines = text.splitlines()
+    header = next(line for line in lines if line.rstrip().endswith("real nets"))
+    assert all(k in header for k in ("flow", "gaussian", "diffusion", "hyper", "neumeta"))
+    row = next(line for line in lines if line.strip().startswith("accuracy ratio"))
+    assert row.split()[2:5] == ["90.0", "/", "99.5"]  # flow: plain / calibrated
+    assert row.split()[5] == "90.0"  # gaussian: plain only
+    assert row.split()[-1] == "100.0"
+    assert "45.5" in next(line for line in lines if line.strip().startswith("disagreement"))
+    assert "calibrated best of 16" in " ".join(text.split())
+    assert max(len(line) for line in lines) <= 100

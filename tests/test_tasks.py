@@ -126,7 +126,9 @@ def test_register_classification_task() -> None:
     assert name == "test-tasks-cls" and name in known_tasks()
     t = get_task(name)
     assert t.kind == "classification" and t.num_outputs == 3
-    assert (len(t.x_train), len(t.x_val)) == (40, 10)
+    # stratified, with the small-set floor: 5 validation examples of each of the 3 classes
+    assert (len(t.x_train), len(t.x_val)) == (35, 15)
+    assert torch.bincount(t.y_val, minlength=3).tolist() == [5, 5, 5]
     assert torch.equal(t.x_test, x_te) and torch.equal(t.y_test, y_te)
     # train + val is a re-split of the user's training data
     mine = torch.cat([x_tr, y_tr[:, None].float()], 1)
@@ -192,7 +194,12 @@ def _check_traced(t: TaskData, n_train: int, n_test: int, shape: tuple[int, ...]
     assert torch.equal(t.y_train, tr % 10) and torch.equal(t.y_test, te % 10)
     assert sorted(torch.cat([tr, va]).tolist()) == list(range(n_train))  # official train set
     assert sorted(te.tolist()) == list(range(n_train, n_train + n_test))  # official test set
-    assert len(va) == round(0.1 * n_train)
+    # stratified rule of zoo.tasks.split on a small set: per class 20%, at least 5, at most half
+    per_class = torch.bincount(torch.arange(n_train) % 10).tolist()
+    assert len(va) == sum(min(max(round(0.2 * n), 5), n // 2) for n in per_class)
+    assert torch.bincount(va % 10, minlength=10).tolist() == [
+        min(max(round(0.2 * n), 5), n // 2) for n in per_class
+    ]
 
 
 @pytest.mark.parametrize("zipped", [False, True])

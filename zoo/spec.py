@@ -84,6 +84,8 @@ class ZooSpec:
     split_seed: int = 0
     models_per_chunk: int = 0  # models per Dask task (and Zarr shard); 0 = automatic
     data_root: str | None = None  # local folder of torchvision-style datasets (not compared)
+    task_sources: dict = field(default_factory=dict)  # {task: {"file": path, ...}} file tasks
+    heldout_tasks: tuple[str, ...] = ()  # built and stored, left out of generators' training
 
     def __post_init__(self) -> None:
         if not self.checkpoints:
@@ -124,6 +126,7 @@ class ZooSpec:
             raise SpecError(
                 f"seeds per cell must be >= 2 (pair metrics compare seeds), got {self.seeds}"
             )
+        check_task_table(self.tasks, self.task_sources, self.heldout_tasks)
         if self.models_per_chunk < 0:
             raise SpecError("models_per_chunk must be >= 0 (0 = automatic)")
         try:
@@ -138,6 +141,7 @@ class ZooSpec:
         where a user task was not registered.
         """
         try:
+            self.register_file_tasks()
             for plan_arch in self._archs():
                 plan_arch.layout  # noqa: B018  (builds the module: catches bad settings now)
         except SpecError:
@@ -161,6 +165,11 @@ class ZooSpec:
             if self.load.name == "width"
             else [self.training.width]
         )
+
+    def register_file_tasks(self) -> None:
+        """Read the spec's file tasks and register them in this process (see
+        :mod:`zoo.tasks.files`); a name registered with other data is refused."""
+        load_file_tasks(self.task_sources, self.split_seed)
 
     def _archs(self) -> list[Architecture]:
         from zoo.tasks import get_task
@@ -195,6 +204,7 @@ class ZooSpec:
         """Populations (task x width) with every model's hyperparameters."""
         from zoo.tasks import get_task
 
+        self.register_file_tasks()
         plans = []
         for task in self.tasks:
             data = get_task(task, seed=self.split_seed, data_root=self.data_root)
@@ -235,6 +245,7 @@ class ZooSpec:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["tasks"] = list(self.tasks)
+        d["heldout_tasks"] = list(self.heldout_tasks)
         d["checkpoints"] = list(self.checkpoints)
         d["load"] = {"axis": self.load.name, "values": list(self.load.values)}
         d["temperature"] = {"axis": self.temperature.name, "values": list(self.temperature.values)}
@@ -254,8 +265,11 @@ class ZooSpec:
         return cls.from_dict({"shared_init": True, **d}, resolve=False)
 
     @classmethod
-    def _from_dict(cls, d: dict) -> ZooSpec:
+    def _from_dict(cls, d: dict, base: Path | None = None) -> ZooSpec:
         d = dict(d)
+        if "tasks" in d:
+            d.update(parse_tasks(d["tasks"], d.get("heldout_tasks", ()), base))
+            d["task_sources"] = {**d.get("task_sources", {}), **d.pop("_sources")}
         known = {f.name for f in fields(cls)}
         unknown = set(d) - known
         if unknown:
@@ -271,7 +285,6 @@ class ZooSpec:
             if bad:
                 raise SpecError(f"unknown training field(s): {', '.join(sorted(bad))}")
             d["training"] = Training(**tr)
-            d["tasks"] = tuple(d["tasks"]) if not isinstance(d["tasks"], str) else (d["tasks"],)
             d["checkpoints"] = tuple(int(c) for c in d.get("checkpoints", ()))
             if not isinstance(d["architecture"], dict):
                 raise SpecError("architecture must be a table with a 'family' key")
@@ -289,7 +302,8 @@ class ZooSpec:
             d = tomllib.loads(path.read_text())
         except tomllib.TOMLDecodeError as e:
             raise SpecError(f"{path}: not valid TOML ({e})") from None
-        return cls.from_dict({**d, **overrides})
+        spec = cls._from_dict({**d, **overrides}, base=path.parent)
+        return spec.resolve()
 
     def diff(self, other: ZooSpec) -> list[str]:
         """Names of top-level fields in which two specs differ (``data_root`` is a location, not
@@ -307,3 +321,72 @@ def _axis(d: dict, where: str) -> Axis:
 def population_name(task: str, arch: Architecture) -> str:
     slug = re.sub(r"[^A-Za-z0-9.-]+", "_", task).strip("_")
     return f"{slug}-{arch.family}-w{arch.width}"
+
+
+def parse_tasks(tasks: object, heldout: object, base: Path | None) -> dict:
+    """The ``tasks`` entry of a spec: a list of names, or a table ``[tasks.NAME]`` whose entries
+    are empty (a built-in task), name a file (``file = "data.npz"``, see
+    :mod:`zoo.tasks.files`; paths relative to the spec file) and may say ``heldout = true``.
+    -> {"tasks": names, "heldout_tasks": names, "_sources": {name: file options}}."""
+    from zoo.tasks.files import FILE_OPTIONS
+
+    if isinstance(heldout, str) or not isinstance(heldout, list | tuple):
+        raise SpecError(f"heldout_tasks must be a list of task names, got {heldout!r}")
+    held, sources = [str(h) for h in heldout], {}
+    if isinstance(tasks, str):
+        return {"tasks": (tasks,), "heldout_tasks": tuple(held), "_sources": {}}
+    if isinstance(tasks, list | tuple):
+        if not all(isinstance(t, str) for t in tasks):
+            raise SpecError("tasks must be a list of task names or a [tasks.NAME] table")
+        return {"tasks": tuple(tasks), "heldout_tasks": tuple(held), "_sources": {}}
+    if not isinstance(tasks, dict):
+        raise SpecError("tasks must be a list of task names or a [tasks.NAME] table")
+    for name, opts in tasks.items():
+        if not isinstance(opts, dict):
+            raise SpecError(f"[tasks.{name}] must be a table (empty for a built-in task)")
+        unknown = set(opts) - set(FILE_OPTIONS) - {"heldout"}
+        if unknown:
+            raise SpecError(
+                f"[tasks.{name}]: unknown field(s) {', '.join(sorted(unknown))} "
+                f"(known: {', '.join((*FILE_OPTIONS, 'heldout'))})"
+            )
+        if opts.get("heldout", False) is True and name not in held:
+            held.append(name)
+        source = {k: v for k, v in opts.items() if k != "heldout"}
+        if source and "file" not in source:
+            raise SpecError(f"[tasks.{name}] has {', '.join(source)} but no file")
+        for key in ("file", "test_file"):
+            if key in source:
+                p = Path(str(source[key])).expanduser()
+                source[key] = str((base / p if base and not p.is_absolute() else p).resolve())
+        if source:
+            sources[str(name)] = source
+    return {
+        "tasks": tuple(str(t) for t in tasks),
+        "heldout_tasks": tuple(held),
+        "_sources": sources,
+    }
+
+
+def check_task_table(tasks: tuple[str, ...], sources: dict, heldout: tuple[str, ...]) -> None:
+    """SpecError unless file tasks and held-out tasks are tasks of the spec, and some task is
+    not held out."""
+    if len(set(tasks)) != len(tasks):
+        raise SpecError(f"tasks repeat a name: {list(tasks)}")
+    for what, names in (("task file", sources), ("heldout_tasks", heldout)):
+        extra = [n for n in names if n not in tasks]
+        if extra:
+            raise SpecError(f"{what} names {extra[0]!r}, which is not one of the spec's tasks")
+    if heldout and set(heldout) >= set(tasks):
+        raise SpecError("every task is held out: a generator would have nothing to train on")
+
+
+def load_file_tasks(sources: dict, split_seed: int) -> None:
+    """Read and register every file task of a spec (checked against what is registered)."""
+    from zoo.tasks import register_data, task_from_file
+
+    for name, opts in sources.items():
+        try:
+            register_data(task_from_file(name, seed=split_seed, **opts))
+        except TypeError as e:
+            raise SpecError(f"[tasks.{name}]: {e}") from None

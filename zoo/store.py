@@ -38,6 +38,7 @@ from zoo.architectures import architecture_from_dict
 from zoo.layout import Layout
 from zoo.population import Population
 from zoo.spec import PopulationPlan, ZooSpec
+from zoo.task_store import register_store_tasks
 from zoo.training import METRIC_NAMES, Status, TrainResult
 
 FORMAT_VERSION = 1
@@ -309,6 +310,7 @@ class Zoo:
         self.attrs: dict = dict(self.root.attrs[ATTR_KEY])
         if not self.attrs.get("complete", False):
             raise StoreError(f"{location}: store creation was interrupted; run `zoo build` again")
+        register_store_tasks(self.root, self.location)  # its tasks, by name, in this process
 
     @cached_property
     def spec(self) -> ZooSpec:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -12,21 +12,29 @@ from rich.table import Table
 
 from pipelines.app import SchedulerOpt, StoreArg, WorkersOpt, app
 
+if TYPE_CHECKING:
+    from zoo.store import Zoo
+
 
 @app.command()
 def build(
     spec: Annotated[
-        Path | None, typer.Argument(help="zoo spec TOML (default: data/specs/default.toml)")
+        Path | None, typer.Argument(help="zoo spec, a TOML file (default: data/specs/default.toml)")
     ] = None,
-    store: Annotated[str, typer.Option(help="store path or fsspec URL")] = "zoo.zarr",
+    store: Annotated[
+        str, typer.Option(help="zoo store to write (or resume): a local path or an fsspec URL")
+    ] = "zoo.zarr",
     workers: WorkersOpt = None,
     scheduler: SchedulerOpt = None,
-    metrics: Annotated[bool, typer.Option(help="compute loss-landscape metrics and phases")] = True,
+    metrics: Annotated[
+        bool, typer.Option(help="after training, measure loss-landscape metrics and label phases")
+    ] = True,
     data_root: Annotated[
-        str | None, typer.Option(help="folder with local MNIST/CIFAR files")
+        str | None,
+        typer.Option(help="folder holding the original MNIST / Fashion-MNIST / CIFAR-10 files"),
     ] = None,
 ) -> None:
-    """Train a phase-controlled zoo (resumes: only what is not done is trained)."""
+    """Train a phase-controlled zoo into a store; run again, it trains only what is not done."""
     from pipelines.build import build_zoo
 
     zoo = build_zoo(
@@ -37,7 +45,7 @@ def build(
 
 @app.command()
 def info(store: StoreArg) -> None:
-    """Populations of a zoo: task, architecture, width, parameters, models by status, accuracy."""
+    """List a zoo's populations: task, architecture, width, models by status, test accuracy."""
     print_info(store)
 
 
@@ -69,9 +77,35 @@ def print_info(store: str) -> None:
     def values(vs: tuple[float, ...]) -> str:
         return ", ".join(f"{v:g}" for v in vs)
 
+    print_tasks(zoo, console)
     console.print(
         f"grid: {spec.load.name} [{values(spec.load.values)}] x {spec.temperature.name} "
         f"[{values(spec.temperature.values)}] x {spec.seeds} seeds, {spec.epochs} epochs, "
         f"checkpoints {list(spec.checkpoints)}",
         highlight=False,
     )
+
+
+def print_tasks(zoo: Zoo, console: Console) -> None:
+    """The zoo's stored tasks: source, kind, parameters, split sizes, fingerprint, held out."""
+    from zoo.task_store import stored_tasks
+
+    records = stored_tasks(zoo.root)
+    held = set(zoo.spec.heldout_tasks)
+    if not records:
+        console.print("tasks: none stored (a store written before tasks were stored)")
+        return
+    table = Table(title="tasks")
+    for col in ("task", "source", "kind", "parameters", "train", "val", "test", "fingerprint",
+                "held out"):  # fmt: skip
+        table.add_column(col, justify="right" if col in ("train", "val", "test") else "left",
+                         no_wrap=True)  # fmt: skip
+    for name, r in records.items():
+        params = ", ".join(f"{k}={v:g}" for k, v in r.get("params", {}).items()) or "-"
+        sizes = r.get("sizes", {})
+        table.add_row(
+            name, r["source"], r["kind"], params, str(sizes.get("train", "?")),
+            str(sizes.get("val", "?")), str(sizes.get("test", "?")), r["fingerprint"],
+            "yes" if name in held else "no",
+        )  # fmt: skip
+    console.print(table)

@@ -19,24 +19,34 @@ Kind = StrEnum("Kind", {kind: kind for kind in GENERATORS})
 
 ZooOpt = Annotated[str, typer.Option("--zoo", help="store path or fsspec URL")]
 CandidatesOpt = typer.Option(
-    help="draw K nets per prompt and keep the one whose measured validation property is "
-    "closest to it (K times the sampling cost)"
+    metavar="K",
+    help="best of K: draw K nets per requested net (same prompt), measure each on the validation "
+    "split and keep one by the --select rule (about K times the sampling cost; 1: plain sampling)",
 )
 SelectOpt = typer.Option(
-    help="with --candidates: closest | at-least | novel (of the candidates at least as good as "
-    "the prompt, the closest to it, or the one predicting most unlike its nearest training net; "
-    "none is: the best) | weighted (the highest validation accuracy + W x that disagreement)"
+    metavar="RULE",
+    help="which of the K candidates to keep: closest (validation accuracy closest to the prompt) "
+    "| at-least (of those at least as good as the prompt, the closest to it) | novel (of those "
+    "at least as good as the prompt, the one predicting most unlike its nearest training net) "
+    "| weighted (the highest validation accuracy + W x that disagreement; the prompt is no "
+    "floor). Under at-least and novel, when no candidate reaches the prompt the best is kept",
 )
 WeightOpt = typer.Option(
-    help="W of --select weighted: accuracy points given up per point of disagreement gained "
-    "(default: the generator's calibrated weight, else 0.45)"
+    metavar="W",
+    help="W of --select weighted: accuracy points given up per point of disagreement with the "
+    "nearest training net gained (default: the generator's calibrated weight, else 0.45)",
 )
 CalibratedOpt = typer.Option(
     "--calibrated",
-    help="the generator's calibrated best of k: --candidates K --select weighted with the weight "
-    "and sampling options it calibrated at training time (calibrate.candidates in its config)",
+    help="sample as the generator calibrated itself after training: best of K (its "
+    "calibrate.candidates) by --select weighted at its calibrated W, with the sampling options "
+    "it was calibrated with; refuses --candidates, --select, --disagreement-weight and "
+    "--temperature beside it",
 )
-TemperatureOpt = typer.Option(help="source-noise scale (default: the generator's config)")
+TemperatureOpt = typer.Option(
+    help="scale of the source noise the draws start from (below 1: closer to the training "
+    "nets, more accurate; default: the generator's config)"
+)
 
 
 def calibrated_options(gen: Any, given: dict[str, Any]) -> dict[str, Any]:
@@ -53,34 +63,48 @@ def calibrated_options(gen: Any, given: dict[str, Any]) -> dict[str, Any]:
 
 @app.command("train-generator")
 def train_generator_cmd(
-    kind: Annotated[Kind, typer.Argument(help="generator kind")],
+    kind: Annotated[
+        Kind, typer.Argument(help="generator kind (its preset: data/generators/KIND.toml)")
+    ],
     zoo: ZooOpt,
-    out: Annotated[Path, typer.Option(help="run directory (generator, checkpoints, logs)")],
+    out: Annotated[
+        Path, typer.Option(help="run directory: generator.json + .safetensors, checkpoints, logs")
+    ],
     population: Annotated[
-        list[str] | None, typer.Option(help="population name (repeat for several; default all)")
+        list[str] | None,
+        typer.Option(
+            metavar="NAME",
+            help="train on this population only (repeat for several; "
+            "default: every population of the zoo)",
+        ),
     ] = None,
     raw: Annotated[
-        bool, typer.Option("--raw", help="train on raw, not canonical, weights")
+        bool, typer.Option("--raw", help="train on raw weights instead of canonical ones")
     ] = False,
     config: Annotated[
         Path | None,
-        typer.Option(help="generator config (.toml or .json); default data/generators/KIND.toml"),
+        typer.Option(help="generator config, .toml or .json (default: data/generators/KIND.toml)"),
     ] = None,
-    devices: Annotated[int, typer.Option(help="Lightning devices (processes or GPUs)")] = 1,
-    max_steps: Annotated[int | None, typer.Option(help="override training.max_steps")] = None,
-    seed: Annotated[int | None, typer.Option(help="override training.seed")] = None,
+    devices: Annotated[int, typer.Option(help="Lightning devices: processes on CPU, or GPUs")] = 1,
+    max_steps: Annotated[
+        int | None, typer.Option(help="training steps (overrides training.max_steps of the config)")
+    ] = None,
+    seed: Annotated[
+        int | None, typer.Option(help="training seed (overrides training.seed of the config)")
+    ] = None,
     resume: Annotated[
-        bool, typer.Option(help="continue from the run dir's last checkpoint")
+        bool, typer.Option(help="continue from the run dir's last checkpoint, if it has one")
     ] = True,
     folds: Annotated[
         int,
         typer.Option(
-            help="K >= 2: cross-validate instead, one generator per fold in OUT/fold-F, "
-            "pooled evaluation in OUT"
+            metavar="K",
+            help="K >= 2: cross-validate instead, one generator per fold in OUT/fold-F, each "
+            "evaluated on its held-out models, pooled in OUT/evaluation.json (0: one generator)",
         ),
     ] = 0,
 ) -> None:
-    """Train a weight generator on a zoo (canonical weights unless --raw) into a run dir."""
+    """Train a weight generator on a zoo's canonical weights (raw ones with --raw) into OUT."""
     from generators import WeightDataset, calibration_of, make_generator
     from generators.training_rounds import distill_rounds
     from pipelines.generator_training import round_dir, train_generator
@@ -109,6 +133,9 @@ def train_generator_cmd(
     console = Console()
     console.print(table)
     d = gen.config.data
+    if ds.config.heldout_tasks:
+        console.print(f"held-out tasks (left out of training, kept in the zoo for `zoo "
+                      f"evaluate`): {', '.join(ds.config.heldout_tasks)}")  # fmt: skip
     if d.exclude_phases or d.min_val_acc > 0:
         console.print(f"data filter: exclude_phases={d.exclude_phases}, "
                       f"min_val_acc={d.min_val_acc}")  # fmt: skip
@@ -152,27 +179,46 @@ def _cross_validate(
 @app.command()
 def sample(
     run_dir: Annotated[Path, typer.Argument(help="trained generator run dir")],
-    out: Annotated[Path, typer.Option(help="output file: .safetensors or .zarr")],
-    n: Annotated[int, typer.Option("--n", help="number of networks")] = 100,
+    out: Annotated[Path, typer.Option(help="output file, .safetensors or .zarr")],
+    n: Annotated[int, typer.Option("--n", help="number of networks to sample")] = 100,
     task: Annotated[
-        str | None, typer.Option(help="task (default: the generator's only task)")
+        str | None, typer.Option(help="task of the nets (default: the generator's only task)")
     ] = None,
-    width: Annotated[int | None, typer.Option(help="width (default: the widest)")] = None,
+    width: Annotated[
+        int | None, typer.Option(help="width of the nets (default: the widest it was trained on)")
+    ] = None,
     seed: Annotated[int, typer.Option(help="sampling seed")] = 0,
     target: Annotated[
-        float | None, typer.Option(help="property to ask for, e.g. 0.95 val accuracy")
+        float | None,
+        typer.Option(
+            help="property value to ask for, e.g. 0.95 validation accuracy (default: "
+            "drawn from the training nets' values)"
+        ),
     ] = None,
-    steps: Annotated[int | None, typer.Option(help="ODE steps")] = None,
-    solver: Annotated[str | None, typer.Option(help="euler | heun | rk4")] = None,
-    guidance: Annotated[float | None, typer.Option(help="classifier-free guidance weight")] = None,
-    novelty: Annotated[float | None, typer.Option(help="off-span noise scale")] = None,
+    steps: Annotated[
+        int | None, typer.Option(help="flow: ODE integration steps (default: its config)")
+    ] = None,
+    solver: Annotated[
+        str | None, typer.Option(help="flow: ODE solver, euler | heun | rk4 (default: its config)")
+    ] = None,
+    guidance: Annotated[
+        float | None,
+        typer.Option(help="flow: classifier-free guidance weight (1: plain conditional)"),
+    ] = None,
+    novelty: Annotated[
+        float | None,
+        typer.Option(
+            help="flow: scale of extra Gaussian noise added outside the principal components of "
+            "the training nets, in units of their residual there (0: none, the default)"
+        ),
+    ] = None,
     temperature: Annotated[float | None, TemperatureOpt] = None,
     candidates: Annotated[int, CandidatesOpt] = 1,
     select: Annotated[str, SelectOpt] = "closest",
     disagreement_weight: Annotated[float | None, WeightOpt] = None,
     calibrated: Annotated[bool, CalibratedOpt] = False,
 ) -> None:
-    """Sample new networks from a trained generator and write them to a file."""
+    """Sample networks from a trained generator and write them to a file."""
     import time
 
     from generators import load_generator, sample, save_population
@@ -210,15 +256,15 @@ def evaluate(
     run_dir: Annotated[Path, typer.Argument(help="trained generator run dir")],
     zoo: ZooOpt,
     out: Annotated[
-        Path | None, typer.Option(help="output dir (default RUN_DIR/evaluation)")
+        Path | None, typer.Option(help="output folder (default: RUN_DIR/evaluation)")
     ] = None,
-    n: Annotated[int, typer.Option("--n", help="generated nets per group")] = 100,
+    n: Annotated[int, typer.Option("--n", help="generated nets per group (task x width)")] = 100,
     seed: Annotated[int, typer.Option(help="sampling seed")] = 0,
     knob: Annotated[
         str,
         typer.Option(
-            help="sampling knob swept for the trade-off curve: temperature | novelty | guidance | "
-            "steps | disagreement_weight (with --select weighted)"
+            help="sampling option swept for the accuracy / novelty trade-off plot: temperature | "
+            "novelty | guidance | steps | disagreement_weight (the last with --select weighted)"
         ),
     ] = "temperature",
     temperature: Annotated[float | None, TemperatureOpt] = None,
@@ -226,11 +272,20 @@ def evaluate(
     select: Annotated[str, SelectOpt] = "closest",
     disagreement_weight: Annotated[float | None, WeightOpt] = None,
     calibrated: Annotated[bool, CalibratedOpt] = False,
+    widths: Annotated[
+        str | None,
+        typer.Option(
+            help="e.g. 24,48,96: only accuracy at these widths (generators that sample "
+            "any width, e.g. neumeta), against held-out real nets at zoo widths and "
+            "interpolated from the two neighbouring widths' real nets elsewhere"
+        ),
+    ] = None,
 ) -> None:
-    """Accuracy, novelty, diversity, ensembles and fidelity of generated nets vs held-out ones.
+    """Compare generated nets with held-out real ones: accuracy, novelty, diversity, ensembles.
 
-    RUN_DIR is one generator, or a cross-validated run (``--folds``): then every fold's
-    generator is evaluated on its own held-out models and the results are pooled."""
+    RUN_DIR is one generator, or a cross-validated run (train-generator --folds K): then every
+    fold's generator is evaluated on its own held-out models and the results are pooled. Writes
+    evaluation.json and PNGs into OUT."""
     from generators import load_generator
     from generators.run_dir import CONFIG_FILE
     from generators.selection import check_rule
@@ -239,6 +294,9 @@ def evaluate(
     from pipelines.evaluate import WEIGHT_SWEEP, EvalSettings, dataset_for, evaluate_generator
 
     out = out or Path(run_dir) / "evaluation"
+    if widths is not None:
+        _evaluate_widths(run_dir, zoo, out, widths, n, seed)
+        return
     sweeps = {"temperature": (0.5, 0.75, 1.0, 1.25, 1.5), "novelty": (0.0, 0.25, 0.5, 1.0),
               "guidance": (1.0, 1.5, 2.0, 3.0), "steps": (2, 4, 8, 16, 32),
               "disagreement_weight": WEIGHT_SWEEP}  # fmt: skip
@@ -264,23 +322,65 @@ def evaluate(
         report = evaluate_folds(run_dir, zoo, settings, out, label=str(run_dir))
     else:
         gen = load_generator(run_dir)
-        report = evaluate_generator(gen, dataset_for(gen, zoo), settings, out, label=str(run_dir))
+        report = evaluate_generator(
+            gen, dataset_for(gen, zoo), settings, out, label=str(run_dir), zoo=zoo
+        )
     console = Console()
     console.print(summary_table({str(run_dir): report}))
     console.print(per_group_table({"generated": report}))
     console.print(f"results: {out / 'evaluation.json'}; plots: {', '.join(report['plots'])}")
 
 
+def _evaluate_widths(run_dir: Path, zoo: str, out: Path, widths: str, n: int, seed: int) -> None:
+    """``zoo evaluate --widths``: :mod:`pipelines.width_evaluation`, to OUT/widths.json."""
+    import json
+
+    from generators import load_generator
+    from pipelines.evaluate import dataset_for
+    from pipelines.width_evaluation import evaluate_widths, parse_widths
+
+    gen = load_generator(run_dir)
+    report = evaluate_widths(gen, dataset_for(gen, zoo), parse_widths(widths), n=n, seed=seed)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "widths.json").write_text(json.dumps(report, indent=2) + "\n")
+    table = Table(title=f"{gen.kind} generator by width ({report['task']}, {n} nets each)")
+    for col in ("width", "generated", "real", "ratio", "reference"):
+        table.add_column(col, justify="left" if col == "reference" else "right")
+    for r in report["widths"]:
+        table.add_row(str(r["width"]), f"{r['generated_mean']:.3f}", f"{r['real_mean']:.3f}",
+                      f"{r['ratio']:.1%}", r["reference"])  # fmt: skip
+    console = Console()
+    console.print(table)
+    console.print(f"results: {out / 'widths.json'}")
+
+
 @app.command()
 def demo(
-    out: Annotated[Path, typer.Option(help="output directory")] = Path("demo"),
-    workers: Annotated[int | None, typer.Option(help="Dask workers for the zoo build")] = None,
-    max_steps: Annotated[
-        int | None, typer.Option(help="override the flow's training steps")
+    out: Annotated[
+        Path, typer.Option(help="output folder: zoo store, one run dir per kind, plots")
+    ] = Path("demo"),
+    workers: Annotated[
+        int | None, typer.Option(help="Dask workers for the zoo build (default: one per core)")
     ] = None,
-    folds: Annotated[int, typer.Option(help="cross-validation folds (>= 2)")] = 5,
+    max_steps: Annotated[
+        int | None,
+        typer.Option(help="training steps of every kind (default: each preset's own)"),
+    ] = None,
+    kind: Annotated[
+        list[str] | None,
+        typer.Option(
+            metavar="KIND",
+            help="train this kind only (repeat for several; default: every registered kind)",
+        ),
+    ] = None,
 ) -> None:
-    """Default zoo -> canonicalize -> train flow (canonical and raw) -> sample -> evaluate."""
+    """Run every stage on the default zoo and compare every registered generator kind.
+
+    Builds the default zoo (data/specs/default.toml) and labels its loss-landscape phases,
+    canonicalizes it, trains every registered generator kind with its shipped preset on one
+    80/20 split of each width's models, samples and evaluates each on the held-out models (plain
+    and, where the kind calibrated itself, best of K), and prints one table with the kinds as
+    columns and the paths of the plots. Cross-validation: train-generator --folds K."""
     from pipelines.demo import run_demo
 
-    run_demo(out, workers=workers, max_steps=max_steps, folds=folds)
+    run_demo(out, workers=workers, max_steps=max_steps, kinds=kind)

@@ -17,7 +17,7 @@ def metrics(
     workers: WorkersOpt = None,
     scheduler: SchedulerOpt = None,
 ) -> None:
-    """Compute (or resume) loss-landscape metrics and phase labels of a trained zoo."""
+    """Measure (or resume) loss-landscape metrics of a trained zoo and label its phases."""
     from pipelines.metrics_stage import compute_metrics
 
     compute_metrics(store, workers=workers, scheduler=scheduler)
@@ -26,9 +26,11 @@ def metrics(
 @app.command()
 def report(
     store: StoreArg,
-    out: Annotated[Path, typer.Option(help="folder for the PNGs and index.html")] = Path("report"),
+    out: Annotated[Path, typer.Option(help="output folder for the PNGs and index.html")] = Path(
+        "report"
+    ),
 ) -> None:
-    """Draw phase-plot heatmaps, the phase map and accuracy histograms into OUT/index.html."""
+    """Draw the phase map, metric heatmaps and accuracy histograms into OUT/index.html."""
     from pipelines.report import write_report
     from zoo.store import open_zoo
 

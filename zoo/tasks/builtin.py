@@ -73,6 +73,9 @@ def modadd(seed: int = 0, data_root: str | None = None, p: float = 23) -> TaskDa
     a, b = np.meshgrid(np.arange(p), np.arange(p), indexing="ij")
     x = np.stack([a.ravel(), b.ravel(), np.full(p * p, p)], axis=1).astype(np.int64)  # (p^2, 3)
     y = (a.ravel() + b.ravel()) % p
-    data = task_from_arrays("modadd", x, y, seed, "classification", p, {"p": p}, val=0.1, test=0.3)
+    # modadd's training fraction is what it is about: no small-set floor on its validation split
+    data = task_from_arrays(
+        "modadd", x, y, seed, "classification", p, {"p": p}, val=0.1, test=0.3, small_floor=False
+    )
     data.x_train = data.x_train.to(torch.long)
     return data
