@@ -42,6 +42,7 @@ from pipelines.presets import generator_preset  # noqa: E402
 from zoo.architectures import Architecture  # noqa: E402
 from zoo.store import open_zoo  # noqa: E402
 from zoo.tasks import TaskData, get_task  # noqa: E402
+from zoo.training import Status  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -51,7 +52,7 @@ def real_nets(store: str) -> dict[tuple[str, int], tuple[Architecture, torch.Ten
     z = open_zoo(store)
     out: dict[tuple[str, int], tuple[Architecture, torch.Tensor]] = {}
     for pop in z.populations.values():
-        done = torch.as_tensor(np.asarray(pop.status) == 1)
+        done = torch.as_tensor(np.asarray(pop.status) == Status.DONE)
         w = pop.weights()[done]
         key = (pop.task, pop.arch.width)
         prev = out.get(key)
