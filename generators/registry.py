@@ -11,6 +11,7 @@ from pathlib import Path
 
 from generators.base import WeightGenerator
 from generators.config import GeneratorConfig
+from generators.diffusion import DiffusionGenerator
 from generators.flow import FlowGenerator
 from generators.gaussian import GaussianGenerator
 from generators.hyper import HyperGenerator
@@ -18,7 +19,14 @@ from generators.neumeta import NeuMetaGenerator
 from generators.run_dir import CONFIG_FILE, read_run_dir
 
 GENERATORS: dict[str, type[WeightGenerator]] = {
-    cls.kind: cls for cls in (FlowGenerator, GaussianGenerator, HyperGenerator, NeuMetaGenerator)
+    cls.kind: cls
+    for cls in (
+        FlowGenerator,
+        GaussianGenerator,
+        HyperGenerator,
+        NeuMetaGenerator,
+        DiffusionGenerator,
+    )
 }
 
 

@@ -230,8 +230,8 @@ def test_cli_errors(store: str, tmp_path: Path, capsys) -> None:
     # phase labels that this store (built with metrics=False) does not have
     assert main(["train-generator", "flow", "--zoo", store, "--out", str(tmp_path / "p")]) == 2
     assert "needs phase labels" in capsys.readouterr().err
-    # only `flow` is offered for now: a usage error, exit status 2, no traceback
-    rc = main(["train-generator", "diffusion", "--zoo", store, "--out", str(tmp_path)])
+    # only registered kinds are offered: a usage error, exit status 2, no traceback
+    rc = main(["train-generator", "nosuchkind", "--zoo", store, "--out", str(tmp_path)])
     assert rc == 2
     assert "is not one of 'flow'" in capsys.readouterr().err
 
