@@ -18,3 +18,12 @@ app = typer.Typer(
 StoreArg = Annotated[str, typer.Argument(help="store path or fsspec URL")]
 WorkersOpt = Annotated[int | None, typer.Option(help="Dask worker processes (0: in this process)")]
 SchedulerOpt = Annotated[str | None, typer.Option(help="address of an existing Dask scheduler")]
+DEFAULT_TIMEOUT = 30.0
+TimeoutOpt = Annotated[
+    float, typer.Option(help="seconds to wait for the Dask scheduler of --scheduler to answer")
+]
+LOOPBACK_DASHBOARD = "127.0.0.1:0"
+DashboardOpt = Annotated[
+    str,
+    typer.Option(help="Dask dashboard address (host:port); the default listens on loopback only"),
+]

@@ -255,6 +255,9 @@ class ZooSpec:
 
     @classmethod
     def _from_dict(cls, d: dict) -> ZooSpec:
+        from zoo.spec_checks import check_spec_dict
+
+        check_spec_dict(d)  # types, ranges, unknown keys: before anything is built
         d = dict(d)
         known = {f.name for f in fields(cls)}
         unknown = set(d) - known
