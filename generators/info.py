@@ -40,6 +40,7 @@ class DatasetInfo:
     heldout_origin: list[tuple[str, int]]
     normalizer: Normalizer
     train_weights: list[Tensor] = field(default_factory=list)
+    zoo_fingerprint: str = ""  # Zoo.fingerprint of the zoo trained on; "" for older run dirs
 
     @classmethod
     def from_dataset(cls, ds: WeightDataset) -> DatasetInfo:
@@ -51,6 +52,7 @@ class DatasetInfo:
             heldout_origin=[o for o, t in zip(ds.origin, ds.train.tolist(), strict=True) if not t],
             normalizer=ds.normalizer,
             train_weights=[ds.group_weights(g, True).clone() for g in range(len(ds.groups))],
+            zoo_fingerprint=ds.zoo_fingerprint,
         )  # fmt: skip
 
     @cached_property
@@ -91,6 +93,15 @@ class DatasetInfo:
             f"(trained widths: {', '.join(map(str, widths))})"
         )
 
+    def check_zoo(self, fingerprint: str, location: str) -> None:
+        """A ValueError unless ``fingerprint`` (:meth:`zoo.store.Zoo.fingerprint`) is the zoo this
+        generator was trained on; generators saved before fingerprints were kept pass."""
+        if self.zoo_fingerprint and fingerprint and fingerprint != self.zoo_fingerprint:
+            raise ValueError(
+                f"{location} is not the zoo this generator was trained on (fingerprint "
+                f"{fingerprint}, trained on {self.zoo_fingerprint})"
+            )
+
     def standardize(self, values: Tensor) -> Tensor:
         return (values - self.prop_mean) / self.prop_std
 
@@ -103,6 +114,7 @@ class DatasetInfo:
             "group_props": self.group_props,
             "train_origin": [list(o) for o in self.train_origin],
             "heldout_origin": [list(o) for o in self.heldout_origin],
+            "zoo_fingerprint": self.zoo_fingerprint,
         }
 
     @classmethod
@@ -117,6 +129,7 @@ class DatasetInfo:
             normalizer=Normalizer.from_state_dict(tensors),
             train_weights=[tensors[f"{TRAIN_WEIGHTS}.{g}"] for g in range(len(d["groups"]))
                            if f"{TRAIN_WEIGHTS}.{g}" in tensors],
+            zoo_fingerprint=str(d.get("zoo_fingerprint", "")),
         )  # fmt: skip
 
     def tensors(self) -> dict[str, Tensor]:
