@@ -138,8 +138,10 @@ class ZooSpec:
         where a user task was not registered.
         """
         try:
+            from zoo.spec_checks import count_params
+
             for plan_arch in self._archs():
-                plan_arch.layout  # noqa: B018  (builds the module: catches bad settings now)
+                count_params(plan_arch)  # builds on the meta device: bad settings, no memory
         except SpecError:
             raise
         except ValueError as e:

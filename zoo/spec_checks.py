@@ -109,8 +109,10 @@ def _check_axis(v: Any, where: str) -> None:
         _fail(f"spec field {where} must be a table with exactly 'axis' and 'values'")
     _str(v["axis"], f"{where}.axis")
     values = v["values"]
-    if not isinstance(values, list | tuple) or not values:
-        _fail(f"spec field {where}.values must be a non-empty list of numbers, got {values!r}")
+    if not isinstance(values, list | tuple):
+        _fail(f"spec field {where}.values must be a list of numbers, got {values!r}")
+    if not values:
+        _fail(f"empty grid: the {where} axis has no values")
     for i, x in enumerate(values):
         _num(x, f"{where}.values[{i}]")
 
