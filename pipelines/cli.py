@@ -84,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
         set_thread_budget(threads)
         code = app(args=argv, prog_name="zoo", standalone_mode=False)
         if isinstance(code, int) and code:  # typer.Exit(n) comes back as a return value
+            if code == EXIT_INTERRUPTED:  # typer turns Ctrl-C inside a command into Exit(130)
+                print("interrupted", file=sys.stderr)
             return code
     except SystemExit as e:
         return int(e.code or 0) if not isinstance(e.code, str) else 1

@@ -104,6 +104,23 @@ def join_cluster(address: str, timeout: float) -> Client:
 
 
 @contextmanager
+def _workers_ignore_ctrl_c() -> Iterator[None]:
+    """Worker processes started inside inherit an ignored SIGINT: Ctrl-C in a terminal reaches
+    the whole process group, and workers dying mid-import each printed a traceback; the driver
+    alone handles it (exit 130) and shuts its cluster down."""
+    import signal
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
+@contextmanager
 def dask_client(
     workers: int | None = None, scheduler: str | None = None, max_workers: int | None = None,
     timeout: float | None = None, dashboard: str | None = None,
@@ -126,13 +143,12 @@ def dask_client(
     n = workers or cpu_count()
     if max_workers:
         n = max(1, min(n, max_workers))
-    with (
-        dask.config.set(WORKER_ENVIRON),
-        LocalCluster(
-            n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
-            dashboard_address=dashboard or "127.0.0.1:0", silence_logs=logging.ERROR,
-        ) as cluster,
-        Client(cluster) as client,
-    ):  # fmt: skip
-        client.run(_set_torch_threads, threads_per_worker(n))  # each worker its share
-        yield client
+    with dask.config.set(WORKER_ENVIRON):
+        with _workers_ignore_ctrl_c():  # only while the worker processes start
+            cluster = LocalCluster(
+                n_workers=n, threads_per_worker=1, processes=True, host="127.0.0.1",
+                dashboard_address=dashboard or "127.0.0.1:0", silence_logs=logging.ERROR,
+            )  # fmt: skip
+        with cluster, Client(cluster) as client:
+            client.run(_set_torch_threads, threads_per_worker(n))  # each worker its share
+            yield client
