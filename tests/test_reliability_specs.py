@@ -47,7 +47,7 @@ BAD_SPECS = [
     ({"tasks": [3]}, "tasks[0] must be a non-empty string, got 3"),
     ({"tasks": []}, "tasks must be a task name or a non-empty list"),
     ({"seeds": 2.5}, "seeds must be an integer, got 2.5"),
-    ({"seeds": 1}, "seeds must be >= 2"),
+    ({"seeds": 1}, "seeds per cell must be >= 2"),
     ({"epochs": 2.5}, "epochs must be an integer, got 2.5"),
     ({"epochs": 0}, "epochs must be >= 1"),
     ({"training": {"momentum": "x"}}, "training.momentum must be a finite number, got 'x'"),

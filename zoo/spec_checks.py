@@ -146,6 +146,11 @@ def _check_checkpoints(v: Any) -> None:
         _fail(f"spec field checkpoints must be strictly increasing epochs, got {list(v)}")
 
 
+def _check_seeds(v: Any) -> None:
+    if _int(v, "seeds") < 2:
+        _fail(f"seeds per cell must be >= 2 (pair metrics compare seeds), got {v}")
+
+
 def _optional_str(v: Any, where: str) -> None:
     if v is not None:
         _str(v, where)
@@ -158,7 +163,7 @@ FIELD_CHECKS: dict[str, FieldCheck] = {
     "architecture": check_architecture,
     "load": lambda v: _check_axis(v, "load"),
     "temperature": lambda v: _check_axis(v, "temperature"),
-    "seeds": lambda v: _int(v, "seeds", 2),
+    "seeds": _check_seeds,
     "shared_init": lambda v: _bool(v, "shared_init"),
     "epochs": lambda v: _int(v, "epochs", 1),
     "checkpoints": _check_checkpoints,
