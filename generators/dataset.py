@@ -128,6 +128,7 @@ class WeightDataset:
     filtered: dict[str, int] = field(default_factory=dict)
     recipe: Tensor | None = None
     canonical: dict[str, str] = field(default_factory=dict)
+    zoo_fingerprint: str = ""  # Zoo.fingerprint of the store read (from_zoo), "" in memory
 
     def __post_init__(self) -> None:
         if self.recipe is None:
@@ -174,7 +175,9 @@ class WeightDataset:
             raise ValueError(
                 f"no population {missing[0]!r} in {z.location} (has: {', '.join(z.populations)})"
             )
-        return cls.from_populations([z.populations[n] for n in names], config)
+        ds = cls.from_populations([z.populations[n] for n in names], config)
+        ds.zoo_fingerprint = z.fingerprint()
+        return ds
 
     @classmethod
     def from_sources(cls, sources: list[Source], config: DataConfig) -> WeightDataset:

@@ -43,6 +43,7 @@ class DatasetInfo:
     train_weights: list[Tensor] = field(default_factory=list)
     task_records: list[dict[str, Any]] = field(default_factory=list)  # its arrays tasks
     task_data: dict[str, Tensor] = field(default_factory=dict)  # task.<i>.<split>
+    zoo_fingerprint: str = ""  # Zoo.fingerprint of the zoo trained on; "" for older run dirs
 
     @classmethod
     def from_dataset(cls, ds: WeightDataset) -> DatasetInfo:
@@ -58,6 +59,7 @@ class DatasetInfo:
             normalizer=ds.normalizer,
             train_weights=[ds.group_weights(g, True).clone() for g in range(len(ds.groups))],
             task_records=records, task_data=task_data,
+            zoo_fingerprint=ds.zoo_fingerprint,
         )  # fmt: skip
 
     @cached_property
@@ -115,6 +117,15 @@ class DatasetInfo:
             f"(trained widths: {', '.join(map(str, widths))})"
         )
 
+    def check_zoo(self, fingerprint: str, location: str) -> None:
+        """A ValueError unless ``fingerprint`` (:meth:`zoo.store.Zoo.fingerprint`) is the zoo this
+        generator was trained on; generators saved before fingerprints were kept pass."""
+        if self.zoo_fingerprint and fingerprint and fingerprint != self.zoo_fingerprint:
+            raise ValueError(
+                f"{location} is not the zoo this generator was trained on (fingerprint "
+                f"{fingerprint}, trained on {self.zoo_fingerprint})"
+            )
+
     def standardize(self, values: Tensor) -> Tensor:
         return (values - self.prop_mean) / self.prop_std
 
@@ -128,6 +139,7 @@ class DatasetInfo:
             "train_origin": [list(o) for o in self.train_origin],
             "heldout_origin": [list(o) for o in self.heldout_origin],
             "tasks": self.task_records,
+            "zoo_fingerprint": self.zoo_fingerprint,
         }
 
     @classmethod
@@ -148,6 +160,7 @@ class DatasetInfo:
             train_weights=[tensors[f"{TRAIN_WEIGHTS}.{g}"] for g in range(len(d["groups"]))
                            if f"{TRAIN_WEIGHTS}.{g}" in tensors],
             task_records=records, task_data=task_data,
+            zoo_fingerprint=str(d.get("zoo_fingerprint", "")),
         )  # fmt: skip
 
     def tensors(self) -> dict[str, Tensor]:

@@ -51,3 +51,12 @@ WorkersOpt = Annotated[
 SchedulerOpt = Annotated[
     str | None, typer.Option(help="address of a running Dask scheduler to use instead")
 ]
+DEFAULT_TIMEOUT = 30.0
+TimeoutOpt = Annotated[
+    float, typer.Option(help="seconds to wait for the Dask scheduler of --scheduler to answer")
+]
+LOOPBACK_DASHBOARD = "127.0.0.1:0"
+DashboardOpt = Annotated[
+    str,
+    typer.Option(help="Dask dashboard address (host:port); the default listens on loopback only"),
+]

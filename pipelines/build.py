@@ -4,6 +4,11 @@ One Dask task per chunk of ``model_chunk`` models of a population: it trains the
 vectorized population and writes exactly its own shards (weights, metrics, then status). The
 driver holds the store's build lock, so a second build of the same store is refused; a killed
 build leaves unfinished chunks pending and a re-run trains only those.
+
+The lock is taken before the store is created or touched. On an existing store the build first
+verifies every finished model against its checksums (:mod:`zoo.integrity`): damaged ones go back
+to pending and are re-trained, and the undamaged models of their chunks are written back
+bit for bit (:func:`keep_intact`).
 """
 
 from __future__ import annotations
@@ -24,8 +29,10 @@ from pipelines.cluster import broadcast, cpu_count, dask_client, threads_per_wor
 from pipelines.presets import default_spec
 from pipelines.script_guard import check_main_guard
 from zoo.architectures import architecture_from_dict
+from zoo.integrity import CHECKSUMS, FINAL_CODES, Damage, row_checksums, verify_population
 from zoo.spec import ZooSpec
-from zoo.store import Zoo, create_or_check, open_group, open_zoo, write_chunk
+from zoo.spec_checks import check_size
+from zoo.store import Zoo, _check_writable, create_or_check, open_group, open_zoo, write_chunk
 from zoo.store_lock import BuildLock
 from zoo.tasks import TaskData, get_task
 from zoo.training import Status, TrainConfig, train_population
@@ -89,12 +96,87 @@ def train_chunk(
         arch, data, cfg, hp["seed"], hp["learning_rate"], hp["weight_decay"], hp["batch_size"],
         hp["data_fraction"], device=device,
     )  # fmt: skip
+    keep_intact(g, chunk, result)
     write_chunk(location, chunk.population, chunk.start, result)
     status = result.status.numpy()
     return ChunkResult(
         chunk, int((status == Status.DONE).sum()), int((status == Status.DIVERGED).sum()),
         time.perf_counter() - t0,
     )  # fmt: skip
+
+
+def keep_intact(group, chunk: Chunk, result) -> int:
+    """Put back into ``result`` the models of ``chunk`` that were already final and still
+    match their checksums (a chunk re-trained because some of its models were damaged), so
+    that writing the chunk leaves them bit for bit unchanged; returns how many were kept."""
+    if CHECKSUMS not in group:
+        return 0
+    sl = slice(chunk.start, chunk.stop)
+    try:
+        status = np.asarray(group["status"][sl])
+        final = np.isin(status, FINAL_CODES)
+        if not final.any():
+            return 0
+        old = np.asarray(group["weights"][sl])  # (k, C, N)
+        sums = np.asarray(group[CHECKSUMS][sl])  # (k, C)
+        metrics = {m: np.asarray(group["metrics"][m][sl]) for m in result.metrics}
+    except Exception:  # an unreadable shard: nothing in it can be kept
+        return 0
+    keep = final & (row_checksums(old) == sums).all(axis=1)
+    if not keep.any():
+        return 0
+    idx = torch.from_numpy(np.flatnonzero(keep))
+    result.weights[idx] = torch.from_numpy(old[keep]).to(result.weights.dtype)
+    for m, values in metrics.items():
+        result.metrics[m][idx] = torch.from_numpy(values[keep]).to(result.metrics[m].dtype)
+    result.status[idx] = torch.from_numpy(status[keep]).to(result.status.dtype)
+    return int(keep.sum())
+
+
+def heal(location: str, console: Console) -> list[Damage]:
+    """Verify every finished model of the store; damaged ones (and a lost status array) go
+    back to pending so that this build re-trains them. Returns what was found."""
+    root = open_group(location, mode="r+")
+    found = []
+    for name in root.attrs["weightzoo"]["populations"]:
+        g = root[name]
+        damage = verify_population(g, name)
+        if not damage.damaged:
+            continue
+        found.append(damage)
+        if damage.problems and "status" not in g:  # the status array itself is gone
+            k = int(g.attrs["model_chunk"])
+            m = g["weights"].shape[0]
+            g.create_array("status", shape=(m,), dtype="int8", chunks=(k,),
+                           fill_value=Status.PENDING)  # fmt: skip
+        elif damage.models:
+            idx = np.asarray(damage.models)
+            status = np.asarray(g["status"][:])
+            status[idx] = Status.PENDING
+            g["status"][:] = status
+            unreadable = {i for i, why in damage.reasons.items() if why == "unreadable"}
+            _drop_shards(g, sorted(unreadable))
+        console.print(f"[yellow]damaged: {damage.describe()}; re-training them[/]")
+        if damage.canonical:
+            console.print(f"[yellow]population {name}: re-run `zoo canonicalize --overwrite` "
+                          "for its damaged canonical weights[/]")  # fmt: skip
+    if found:
+        n = sum(len(d.models) or root[d.population]["weights"].shape[0] for d in found)
+        console.print(f"healing {n} damaged model(s) in {len(found)} population(s) "
+                      f"({', '.join(d.population for d in found)})")  # fmt: skip
+    return found
+
+
+def _drop_shards(group, rows: list[int]) -> None:
+    """Delete the weight shards holding ``rows`` (ones that no longer decode): zarr reads a
+    shard before rewriting it, so a garbled one would fail the re-training's write."""
+    from zarr.core.sync import sync
+
+    arr = group["weights"]
+    k = arr.shards[0] if arr.shards else arr.chunks[0]
+    for shard in sorted({r // k for r in rows}):
+        key = f"{arr.path}/{arr.metadata.encode_chunk_key((shard, 0, 0))}"
+        sync(group.store.delete(key))
 
 
 def mark_failed(location: str, chunk: Chunk) -> None:
@@ -112,38 +194,52 @@ def build_zoo(
     metrics: bool = True,
     data_root: str | None = None,
     console: Console | None = None,
+    overwrite: bool = False,
+    force: bool = False,
+    timeout: float | None = None,
+    dashboard: str | None = None,
 ) -> Zoo:
     """Train what is not yet trained of a spec into ``store``; returns the opened zoo.
 
     workers: Dask worker processes (default: one per core); ``0`` trains in this process
     (also used for ``memory://`` stores, which other processes cannot see). scheduler: address
-    of an existing Dask cluster to join instead of starting a LocalCluster.
+    of an existing Dask cluster to join instead of starting a LocalCluster (``timeout``
+    seconds to answer). The spec's size estimate is refused above its limits unless ``force``;
+    a store holding finished models is discarded only with ``overwrite``. Damaged models of an
+    existing store are re-trained.
     """
     console = console or Console(stderr=True)
     inline = workers == 0 or (str(store).startswith("memory://") and not scheduler)
     if not inline and scheduler is None:
         check_main_guard()  # before anything is created: spawned workers re-run the script
     spec = load_spec(spec_or_path, data_root)
+    check_size(spec, force=force)
     location = str(store)
-    tasks = check_build_tasks(location, spec)
-    create_or_check(location, spec)
-    write_build_tasks(location, spec, tasks)
-    chunks = pending_chunks(location)
-    # training changes the status digest the landscape stage checks: those populations re-measure
-    to_measure = _unmeasured_populations(location) | {c.population for c in chunks}
-    to_measure = to_measure if metrics else set()
-    n_tasks = max(len(chunks), len(to_measure))
-    with ExitStack() as stack:
-        client = None
-        if not inline and n_tasks:  # one cluster for training and metrics, only if there is work
-            client = stack.enter_context(dask_client(workers, scheduler, max_workers=n_tasks))
-            console.print(f"Dask dashboard: {client.dashboard_link}")
-        with BuildLock(location):
+    _check_writable(location)  # one line for a file, a read-only place, before the lock file
+    tasks = check_build_tasks(location, spec)  # refused before anything is written
+    with BuildLock(location):  # before anything is created or wiped
+        create_or_check(location, spec, overwrite=overwrite)
+        write_build_tasks(location, spec, tasks)
+        heal(location, console)
+        chunks = pending_chunks(location)
+        # training changes the status digest the landscape stage checks: those re-measure
+        to_measure = _unmeasured_populations(location) | {c.population for c in chunks}
+        to_measure = to_measure if metrics else set()
+        n_tasks = max(len(chunks), len(to_measure))
+        with ExitStack() as stack:
+            client = None
+            if not inline and n_tasks:  # one cluster for training and metrics, if there is work
+                client = stack.enter_context(dask_client(
+                    workers, scheduler, max_workers=n_tasks, timeout=timeout, dashboard=dashboard
+                ))  # fmt: skip
+                console.print(f"Dask dashboard: {client.dashboard_link}")
             _train_pending(location, spec, client, scheduler is not None, console)
-        if to_measure:
-            from pipelines.metrics_stage import compute_metrics
+            if to_measure:
+                from pipelines.metrics_stage import compute_metrics
 
-            compute_metrics(location, workers=0 if inline else None, client=client, console=console)
+                compute_metrics(
+                    location, workers=0 if inline else None, client=client, console=console
+                )
     return open_zoo(location)
 
 

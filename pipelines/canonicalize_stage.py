@@ -28,6 +28,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from canonicalize import METHOD_NAMES, REFERENCES, align_population
 from zoo.architectures import architecture_from_dict
+from zoo.integrity import CHECKSUMS, read_checked, row_checksums
 from zoo.store import MAX_INNER_CHUNK, StoreError, open_group, open_zoo
 from zoo.store_lock import BuildLock
 from zoo.training import Status
@@ -122,7 +123,8 @@ def canonicalize_population(
     perms = {grp: np.full((m, s.size), -1, dtype=np.int64) for grp, s in spec.groups.items()}
     attrs: dict = {"method": method, "reference": reference, "seed": seed}
     if len(keep):
-        final = torch.from_numpy(g["weights"][:, -1, :][keep])  # (K, N) last kept checkpoint
+        weights_now = read_checked(g, name, (slice(None), -1))  # damaged: one-line error
+        final = torch.from_numpy(weights_now[keep])  # (K, N) last kept checkpoint
         out = align_population(arch, final, method, reference, seed=seed, progress=progress)
         weights[keep] = out.weights.numpy()
         for grp, p in out.perms.items():
@@ -158,6 +160,8 @@ def _write(group, weights: np.ndarray, perms: dict[str, np.ndarray], attrs: dict
         shards=(min(k, m), inner * -(-n // inner)), fill_value=np.nan,
     )  # fmt: skip
     cw[:] = weights
+    cg.create_array(CHECKSUMS, shape=(m,), dtype="uint32", chunks=(min(k, m),),
+                    fill_value=0)[:] = row_checksums(weights)  # fmt: skip
     pg = cg.create_group("perm")
     for name, p in perms.items():
         pg.create_array(name, shape=p.shape, dtype="int64", chunks=p.shape, fill_value=-1)[:] = p
@@ -190,6 +194,7 @@ def canonicalize_zoo(
     names = check_populations(location, populations)
     with BuildLock(location):
         names = check_populations(location, names)  # again, now that nothing else writes
+        open_zoo(location).check_intact()  # damaged weights: one line, before any work
         root = open_group(location, mode="r")
         sizes = {n: root[n]["status"].shape[0] for n in names}
         reused = [

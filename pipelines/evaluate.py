@@ -379,4 +379,5 @@ def dataset_for(gen: WeightGenerator, zoo: Any, read: WeightDataset | None = Non
         and [tuple(g.sources) for g in read.groups] == [tuple(g.sources) for g in info.groups]
     )
     ds = read if same else WeightDataset.from_zoo(zoo, names, info.data)
+    info.check_zoo(ds.zoo_fingerprint, str(getattr(zoo, "location", zoo)))  # not another zoo
     return ds.with_split(info.train_origin, info.data)

@@ -6,6 +6,10 @@ rank) (:func:`generators.base.step_generators`), so a run resumed from ``last.ck
 exactly as an uninterrupted one, and a single-device run equals ``generator.fit``. Checkpoints
 are safetensors (:mod:`pipelines.safetensors_checkpoint`), never pickles.
 
+A run resumes only what it would have trained itself: ``checkpoints/run.json`` records the
+generator's config and the fingerprints of its zoo and of its training data, and a run dir whose
+record differs (another seed, learning rate, zoo...) is refused, naming what differs.
+
 At the scale of the default zoo (a few thousand parameters per net) Lightning's per-step
 overhead matters, so batches are large, steps few, validation and the model summary are off,
 and the log is written every 25 steps.
@@ -13,6 +17,8 @@ and the log is written every 25 steps.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import time
 import warnings
@@ -33,6 +39,7 @@ from generators.training_rounds import check_strategies, distill, distill_rounds
 from pipelines.safetensors_checkpoint import SafetensorsCheckpointIO
 
 CHECKPOINT_DIR = "checkpoints"
+RUN_RECORD = "run.json"  # in CHECKPOINT_DIR: what the checkpoints were trained with
 LOG_EVERY = 25
 
 
@@ -148,6 +155,68 @@ def train_generator(
     return replace(summary, seconds=seconds)
 
 
+def data_fingerprint(dataset: WeightDataset, distilled: ExtraNets | None = None) -> str:
+    """A digest of the training data: every net's weights, group, property and split, plus the
+    distilled nets of an earlier round."""
+    h = hashlib.sha256()
+    tensors = [dataset.weights, dataset.group, dataset.prop, dataset.train]
+    if distilled is not None:
+        tensors += [distilled.weights, distilled.group, distilled.prop]
+    for t in tensors:
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def run_record(
+    generator: WeightGenerator, dataset: WeightDataset, distilled: ExtraNets | None = None
+) -> dict:
+    """What a run's checkpoints are trained with: config, zoo and data fingerprints."""
+    return {
+        "config": generator.config.to_dict(),
+        "zoo_fingerprint": getattr(dataset, "zoo_fingerprint", ""),
+        "data_fingerprint": data_fingerprint(dataset, distilled),
+    }
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and v:
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def check_resumable(path: Path, record: dict) -> None:
+    """A ValueError naming what differs unless the checkpoints at ``path``'s folder were
+    trained with ``record`` (:func:`run_record`)."""
+    where = path.parent.parent
+    hint = "use another --out, or --no-resume to train from scratch there"
+    if not path.is_file():
+        raise ValueError(f"{where} holds checkpoints without a record of what they were "
+                         f"trained with; {hint}")  # fmt: skip
+    try:
+        saved = json.loads(path.read_text())
+        old, new = _flat(saved["config"]), _flat(record["config"])
+    except (json.JSONDecodeError, KeyError, TypeError, AttributeError):
+        raise ValueError(f"{path} is not a valid run record; {hint}") from None
+    diff = [k for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+    for key, label in (("zoo_fingerprint", "zoo"), ("data_fingerprint", "training data")):
+        if saved.get(key) != record[key]:
+            diff.append(label)
+    if diff:
+        raise ValueError(f"cannot resume {where}: it was trained with another "
+                         f"{', '.join(diff[:6])}{' ...' if len(diff) > 6 else ''}; {hint}")  # fmt: skip
+
+
+def trainer_is_rank_zero() -> bool:
+    """Whether this process is rank zero of a (possibly distributed) run: only it writes."""
+    import os
+
+    return int(os.environ.get("RANK", os.environ.get("LOCAL_RANK", "0"))) == 0
+
+
 def round_dir(r: int) -> str:
     """The folder (in a distilled generator's run dir) of the generator trained in round r <
     ``distill.rounds``; round 0 is the plain one."""
@@ -171,10 +240,15 @@ def train_round(
     ckpt_dir = out / CHECKPOINT_DIR
     last = ckpt_dir / "last.ckpt"
     start = 0
+    record = run_record(generator, dataset, distilled)
     if resume and last.is_file():
+        check_resumable(ckpt_dir / RUN_RECORD, record)
         start = int(SafetensorsCheckpointIO().load_checkpoint(last)["global_step"])
     elif last.exists():
         last.unlink()
+    if trainer_is_rank_zero():
+        ckpt_dir.mkdir(parents=True, exist_ok=True)
+        (ckpt_dir / RUN_RECORD).write_text(json.dumps(record, indent=2) + "\n")
     checkpoint = ModelCheckpoint(
         dirpath=ckpt_dir, filename="step{step}", auto_insert_metric_name=False, save_last=True,
         every_n_train_steps=max(1, steps // max(1, checkpoints)), save_top_k=1,

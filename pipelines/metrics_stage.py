@@ -30,6 +30,7 @@ import zarr
 from rich.console import Console
 
 from zoo.architectures import architecture_from_dict
+from zoo.integrity import read_checked
 from zoo.landscape.grid import CELL_FIELDS, LandscapeConfig, measure_population
 from zoo.landscape.phases import PHASES, UNLABELLED, CellInputs, label_phases
 from zoo.store import Zoo, open_group
@@ -108,7 +109,7 @@ def measure_stored(
     g.attrs[ATTR] = {"done": False}
     arch = architecture_from_dict(g.attrs["arch"])
     hp = {k: g["hparams"][k][:] for k in g["hparams"].array_keys()}
-    weights = torch.from_numpy(g["weights"][:, -1, :])  # (M, N) final checkpoint
+    weights = torch.from_numpy(read_checked(g, population, (slice(None), -1)))  # (M, N) final
     final = {m: g["metrics"][m][:, -1] for m in ("train_loss", "test_acc")}
     result = measure_population(
         arch, data, weights, hp["cell"], status, config, final["train_loss"], final["test_acc"]
@@ -233,7 +234,7 @@ def compute_metrics(
     zoo = Zoo(location, mode="r")
     spec = zoo.spec
     summary = MetricsSummary()
-    with BuildLock(location):
+    with BuildLock(location, reentrant=True):  # inside `zoo build`, which holds it
         root = open_group(location, mode="r")
         todo = [n for n in zoo.attrs["populations"] if not is_measured(root[n])]
         done_before = [n for n in zoo.attrs["populations"] if n not in todo]

@@ -17,6 +17,8 @@ from lightning.fabric.plugins.io.checkpoint_io import CheckpointIO
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from generators.run_dir import safetensors_header
+
 TREE_KEY = "weightzoo_tree"
 
 
@@ -78,6 +80,7 @@ class SafetensorsCheckpointIO(CheckpointIO):
         p = Path(path)
         if not p.is_file():
             raise FileNotFoundError(f"checkpoint {p} does not exist")
+        safetensors_header(p)  # a pickle, empty, truncated or garbage file: refused, not read
         with safe_open(str(p), framework="pt") as f:
             meta = f.metadata() or {}
             if TREE_KEY not in meta:

@@ -142,8 +142,10 @@ class ZooSpec:
         """
         try:
             self.register_file_tasks()
+            from zoo.spec_checks import count_params
+
             for plan_arch in self._archs():
-                plan_arch.layout  # noqa: B018  (builds the module: catches bad settings now)
+                count_params(plan_arch)  # builds on the meta device: bad settings, no memory
         except SpecError:
             raise
         except ValueError as e:
@@ -266,6 +268,9 @@ class ZooSpec:
 
     @classmethod
     def _from_dict(cls, d: dict, base: Path | None = None) -> ZooSpec:
+        from zoo.spec_checks import check_spec_dict
+
+        check_spec_dict(d)  # types, ranges, unknown keys: before anything is built
         d = dict(d)
         if "tasks" in d:
             d.update(parse_tasks(d["tasks"], d.get("heldout_tasks", ()), base))

@@ -6,6 +6,8 @@ Layout of ``zoo.zarr`` (a local path or any fsspec URL)::
     <population>/             attrs: task, arch, layout, checkpoints, model_chunk
         weights               (models, checkpoints, params) float32
         status                (models,) int8: 0 pending, 1 done, 2 failed, 3 diverged
+        checksums             (models, checkpoints) uint32 CRC-32 of each weight vector, written
+                              before status (:mod:`zoo.integrity`)
         hparams/<name>        (models,) seed, width, learning_rate, batch_size, ...
         metrics/<name>        (models, checkpoints) train/val/test loss and accuracy
         canonical/weights     (models, params), after ``zoo canonicalize``
@@ -35,6 +37,16 @@ import zarr
 from torch import Tensor
 
 from zoo.architectures import architecture_from_dict
+from zoo.integrity import (
+    CHECKSUMS,
+    Damage,
+    DamagedStoreError,
+    read_canonical_checked,
+    read_checked,
+    read_status,
+    row_checksums,
+    verify_population,
+)
 from zoo.layout import Layout
 from zoo.population import Population
 from zoo.spec import PopulationPlan, ZooSpec
@@ -106,11 +118,18 @@ def model_chunk_for(plan: PopulationPlan, spec: ZooSpec) -> int:
     return -(-m // n_chunks)
 
 
-def create_or_check(location: str | Path, spec: ZooSpec) -> zarr.Group:
+# files the build itself puts in a store's folder before the store exists (zoo.store_lock)
+OWN_FILES = (".build.lock",)
+
+
+def create_or_check(location: str | Path, spec: ZooSpec, overwrite: bool = False) -> zarr.Group:
     """Create the store for ``spec``, or check that an existing one was made from the same spec.
 
-    Never modifies an existing store: a store built from another spec, or a non-empty location
-    that is not a weightzoo store, raises :class:`StoreError` before anything is written.
+    Call it holding the build lock. Never wipes finished models unless ``overwrite``: a store
+    built from another spec, an interrupted creation that nevertheless holds trained or
+    canonical models, or a non-empty location that is not a weightzoo store raises
+    :class:`StoreError` before anything is written. With ``overwrite`` a weightzoo store is
+    emptied (the lock file stays) and created afresh.
     """
     _check_writable(location)
     try:
@@ -118,26 +137,72 @@ def create_or_check(location: str | Path, spec: ZooSpec) -> zarr.Group:
         exists = True
     except (FileNotFoundError, zarr.errors.GroupNotFoundError, zarr.errors.NodeTypeValidationError):
         exists = False
-    if exists:
-        if not _is_weightzoo(root):
-            raise StoreError(f"{location} is a Zarr group but not a weightzoo store")
-        stored = ZooSpec.from_stored(root.attrs[ATTR_KEY]["spec"])
-        if not root.attrs[ATTR_KEY].get("complete", False) and not stored.diff(spec):
-            return _create(location, spec)  # creation was interrupted: nothing trained yet
-        diff = stored.diff(spec)
+    except Exception as e:  # a garbled zarr.json
+        raise StoreError(f"{location}: unreadable store metadata ({type(e).__name__})") from None
+    if exists and _is_weightzoo(root):
+        try:
+            stored = ZooSpec.from_stored(root.attrs[ATTR_KEY]["spec"])
+            diff = stored.diff(spec)
+        except (KeyError, TypeError, ValueError):
+            stored, diff = None, ["the stored spec is unreadable"]
+        finished = _finished_models(root)
+        if overwrite:
+            return _create(location, spec, wipe=True)
         if diff:
             raise StoreError(
                 f"{location} was built from a different spec (differs in: {', '.join(diff)}); "
-                "use another --store"
+                "use another --store, or --overwrite to discard it"
             )
+        if not root.attrs[ATTR_KEY].get("complete", False):
+            if finished:
+                raise StoreError(
+                    f"{location} is marked incomplete but holds {finished} finished model(s) or "
+                    "canonical weights; refusing to wipe them (--overwrite discards the store)"
+                )
+            return _create(location, spec, wipe=True)  # creation was interrupted: nothing trained
         return open_group(location, mode="r+")
-    if not is_url(location) and Path(location).exists() and any(Path(location).iterdir()):
+    if exists and not overwrite and _members(location):
+        raise StoreError(f"{location} is a Zarr group but not a weightzoo store")
+    if not exists and not overwrite and _members(location):
         raise StoreError(f"{location} is not empty and not a weightzoo store")
-    return _create(location, spec)
+    return _create(location, spec, wipe=exists or overwrite)
 
 
-def _create(location: str | Path, spec: ZooSpec) -> zarr.Group:
-    root = open_group(location, mode="w")
+def _members(location: str | Path) -> list[str]:
+    """Entries of a local store folder other than the build's own files (and zarr.json)."""
+    if is_url(location) and not str(location).startswith("file://"):
+        try:
+            root = open_group(location, mode="r")
+        except Exception:
+            return []
+        return [k for k, _ in root.members()]
+    path = Path(str(location).removeprefix("file://"))
+    if not path.is_dir():
+        return []
+    return [p.name for p in path.iterdir() if p.name not in (*OWN_FILES, "zarr.json")]
+
+
+def _finished_models(root: zarr.Group) -> int:
+    """Models trained (done, diverged or failed) or canonicalized anywhere in the store."""
+    n = 0
+    for _, node in root.members():
+        if not isinstance(node, zarr.Group):
+            continue
+        try:
+            status = np.asarray(node["status"][:]) if "status" in node else np.zeros(0)
+        except Exception:  # unreadable status: count the population as holding models
+            return max(n, 1)
+        n += int((status != Status.PENDING).sum()) + int("canonical" in node)
+    return n
+
+
+def _create(location: str | Path, spec: ZooSpec, wipe: bool = False) -> zarr.Group:
+    """Write a fresh store. Never ``mode="w"``: that deletes the folder, and with it the lock
+    file another process may be waiting on; ``wipe`` deletes the members one by one instead."""
+    root = open_group(location, mode="a")
+    if wipe:
+        for name in [k for k, _ in root.members()]:
+            del root[name]
     plans = spec.plan()
     attrs = {
         "format": FORMAT_VERSION,
@@ -163,6 +228,7 @@ def _create_population(root: zarr.Group, plan: PopulationPlan, spec: ZooSpec) ->
         shards=(k, c, inner * -(-n // inner)), fill_value=np.nan,
     )  # fmt: skip
     g.create_array("status", shape=(m,), dtype="int8", chunks=(k,), fill_value=Status.PENDING)
+    g.create_array(CHECKSUMS, shape=(m, c), dtype="uint32", chunks=(k, c), fill_value=0)
     hp = g.create_group("hparams")
     for name, values in plan.hparams.items():
         hp.create_array(name, shape=(m,), dtype=values.dtype, chunks=(k,))[:] = values
@@ -181,12 +247,16 @@ def _create_population(root: zarr.Group, plan: PopulationPlan, spec: ZooSpec) ->
 
 
 def write_chunk(location: str | Path, population: str, start: int, result: TrainResult) -> None:
-    """Write one trained chunk (whole shards); ``status`` goes last so a kill leaves it pending."""
+    """Write one trained chunk (whole shards): weights, metrics, their checksums, and ``status``
+    last, so a kill leaves it pending and a done model always has its checksums."""
     g = open_group(location, mode="r+")[population]
     stop = start + len(result.status)
-    g["weights"][start:stop] = result.weights.numpy()
+    weights = result.weights.numpy()  # (k, C, N)
+    g["weights"][start:stop] = weights
     for name, values in result.metrics.items():
         g["metrics"][name][start:stop] = values.numpy()
+    if CHECKSUMS in g:  # stores written before checksums existed have none
+        g[CHECKSUMS][start:stop] = row_checksums(weights)
     g["status"][start:stop] = result.status.numpy()
 
 
@@ -224,7 +294,7 @@ class StoredPopulation(Population):
     @property
     def status(self) -> np.ndarray:
         """(M,) int8 status codes, see :class:`zoo.training.Status`."""
-        return self.group["status"][:]
+        return read_status(self.group, self.name)
 
     @cached_property
     def hparams(self) -> dict[str, np.ndarray]:
@@ -259,9 +329,10 @@ class StoredPopulation(Population):
     def weights(self, checkpoint: int = -1, canonical: bool = False) -> Tensor:
         """(M, N) float32 weights at a kept checkpoint (index into ``checkpoints``); NaN if untrained."""
         if canonical:
-            return torch.from_numpy(self._canonical()["weights"][:])
+            self._canonical()
+            return torch.from_numpy(read_canonical_checked(self.group, self.name))
         c = self._checkpoint_index(checkpoint)
-        return torch.from_numpy(self.group["weights"][:, c, :])
+        return torch.from_numpy(read_checked(self.group, self.name, (slice(None), c)))
 
     def _canonical(self) -> zarr.Group:
         """The ``canonical`` group, only once ``zoo canonicalize`` finished writing it."""
@@ -281,7 +352,7 @@ class StoredPopulation(Population):
         """(C, N) weights of model ``i`` at every kept checkpoint."""
         if not 0 <= i < self.num_models:
             raise IndexError(f"model index {i} out of range for {self.num_models} models")
-        return torch.from_numpy(self.group["weights"][i])
+        return torch.from_numpy(read_checked(self.group, self.name, (i, slice(None))))
 
     def model(self, i: int, checkpoint: int = -1, canonical: bool = False) -> torch.nn.Module:
         if not 0 <= i < self.num_models:
@@ -289,7 +360,7 @@ class StoredPopulation(Population):
         if canonical:
             return self.arch.module(self.weights(canonical=True)[i])
         c = self._checkpoint_index(checkpoint)
-        return self.arch.module(torch.from_numpy(self.group["weights"][i, c, :]))
+        return self.arch.module(torch.from_numpy(read_checked(self.group, self.name, (i, c))))
 
 
 class Zoo:
@@ -305,6 +376,10 @@ class Zoo:
             zarr.errors.NodeTypeValidationError,
         ):
             raise StoreError(f"{location} is not a weightzoo store (no Zarr group there)") from None
+        except Exception as e:  # a garbled zarr.json
+            raise StoreError(
+                f"{location}: unreadable store metadata ({type(e).__name__})"
+            ) from None
         if not _is_weightzoo(self.root):
             raise StoreError(f"{location} is not a weightzoo store (no weightzoo attributes)")
         self.attrs: dict = dict(self.root.attrs[ATTR_KEY])
@@ -318,10 +393,38 @@ class Zoo:
 
     @cached_property
     def populations(self) -> dict[str, StoredPopulation]:
-        return {
-            name: StoredPopulation.from_group(name, self.root[name])
-            for name in self.attrs["populations"]
-        }
+        out = {}
+        for name in self.attrs["populations"]:
+            try:
+                group = self.root[name]
+            except Exception:
+                raise StoreError(
+                    f"{self.location}: population {name} is missing or unreadable; run "
+                    "`zoo build` on the store to heal it"
+                ) from None
+            out[name] = StoredPopulation.from_group(name, group)
+        return out
+
+    def fingerprint(self) -> str:
+        """A digest of what this zoo holds: its spec, every population's status codes and
+        weight checksums, and its canonical checksums. Equal for a copy of the store, different
+        once a model is re-trained or re-aligned differently. Stores without checksums digest
+        the weights themselves."""
+        import hashlib
+        import json
+
+        h = hashlib.sha256(json.dumps(self.attrs["spec"], sort_keys=True).encode())
+        for name, pop in self.populations.items():
+            g = pop.group
+            h.update(name.encode())
+            h.update(np.ascontiguousarray(pop.status).tobytes())
+            sums = g[CHECKSUMS][:] if CHECKSUMS in g else row_checksums(g["weights"][:])
+            h.update(np.ascontiguousarray(sums).tobytes())
+            cg = g.get("canonical")
+            if cg is not None and cg.attrs.get("complete", False):
+                csums = cg[CHECKSUMS][:] if CHECKSUMS in cg else row_checksums(cg["weights"][:])
+                h.update(b"canonical" + np.ascontiguousarray(csums).tobytes())
+        return h.hexdigest()[:16]
 
     def population(self, name: str) -> StoredPopulation:
         if name not in self.populations:
@@ -333,8 +436,24 @@ class Zoo:
     def __repr__(self) -> str:
         return f"Zoo({self.location!r}, populations={list(self.attrs['populations'])})"
 
+    def verify(self) -> list[Damage]:
+        """Every population's :class:`zoo.integrity.Damage` (checked shard by shard)."""
+        return [verify_population(p.group, n) for n, p in self.populations.items()]
+
+    def check_intact(self) -> None:
+        """Raise :class:`DamagedStoreError` (one line) if any model fails its checksums."""
+        damaged = [d for d in self.verify() if d.damaged]
+        if damaged:
+            more = f" (and {len(damaged) - 1} more population(s))" if len(damaged) > 1 else ""
+            raise DamagedStoreError(
+                f"{self.location} is damaged: {damaged[0].describe()}{more}; run `zoo build` "
+                "on it to re-train the damaged models"
+            )
+
     def summary(self) -> list[dict]:
-        """One row per population: task, architecture, width, params, models by status, accuracy."""
+        """One row per population: task, architecture, width, params, models by status, accuracy;
+        a :class:`DamagedStoreError` instead of fill values if any model is damaged."""
+        self.check_intact()
         rows = []
         for name, pop in self.populations.items():
             status = pop.status

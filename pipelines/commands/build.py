@@ -10,7 +10,16 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from pipelines.app import SchedulerOpt, StoreArg, WorkersOpt, app
+from pipelines.app import (
+    DEFAULT_TIMEOUT,
+    LOOPBACK_DASHBOARD,
+    DashboardOpt,
+    SchedulerOpt,
+    StoreArg,
+    TimeoutOpt,
+    WorkersOpt,
+    app,
+)
 
 if TYPE_CHECKING:
     from zoo.store import Zoo
@@ -33,14 +42,49 @@ def build(
         str | None,
         typer.Option(help="folder holding the original MNIST / Fashion-MNIST / CIFAR-10 files"),
     ] = None,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="discard an existing store, finished models too")
+    ] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="build a spec over the size limits (zoo.spec_checks)")
+    ] = False,
+    timeout: TimeoutOpt = DEFAULT_TIMEOUT,
+    dashboard: DashboardOpt = LOOPBACK_DASHBOARD,
 ) -> None:
-    """Train a phase-controlled zoo into a store; run again, it trains only what is not done."""
+    """Train a phase-controlled zoo into a store; run again, it trains only what is not done and
+    re-trains damaged models."""
     from pipelines.build import build_zoo
 
     zoo = build_zoo(
-        spec, store, workers=workers, scheduler=scheduler, metrics=metrics, data_root=data_root
-    )
+        spec, store, workers=workers, scheduler=scheduler, metrics=metrics, data_root=data_root,
+        overwrite=overwrite, force=force, timeout=timeout, dashboard=dashboard,
+    )  # fmt: skip
     print_info(zoo.location)
+
+
+@app.command()
+def verify(store: StoreArg) -> None:
+    """Check every finished model (and the canonical weights) against its checksums; exits 1
+    naming the damaged models."""
+    from zoo.store import open_zoo
+
+    zoo = open_zoo(store)
+    damages = zoo.verify()
+    console = Console(highlight=False)
+    for d in damages:
+        if d.damaged:
+            console.print(f"[red]DAMAGED[/] {d.describe()}")
+        elif d.unchecked:
+            console.print(f"unchecked population {d.population}: written without checksums")
+        else:
+            console.print(f"ok population {d.population}")
+    bad = [d for d in damages if d.damaged]
+    if bad:
+        n = sum(len(d.models) + len(d.canonical) for d in bad)
+        typer.echo(f"error: {store} is damaged: {n} model(s) in {len(bad)} population(s) "
+                   f"({', '.join(d.population for d in bad)}); `zoo build` re-trains them",
+                   err=True)  # fmt: skip
+        raise typer.Exit(1)
 
 
 @app.command()

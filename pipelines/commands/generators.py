@@ -218,11 +218,19 @@ def sample(
     disagreement_weight: Annotated[float | None, WeightOpt] = None,
     calibrated: Annotated[bool, CalibratedOpt] = False,
 ) -> None:
-    """Sample networks from a trained generator and write them to a file."""
+    """Sample new networks from a trained generator and write them to a file (.zarr streams
+    in chunks: memory stays bounded whatever --n)."""
     import time
 
-    from generators import load_generator, sample, save_population
+    import torch
 
+    from generators import load_generator, sample, save_population
+    from generators.population_io import chunk_seed, stream_population, stream_rows
+
+    check_finite(target=target, guidance=guidance, novelty=novelty, temperature=temperature,
+                 disagreement_weight=disagreement_weight)  # fmt: skip
+    if n < 1:
+        raise ValueError(f"--n must be >= 1, got {n}")
     gen = load_generator(run_dir)
     opts = {k: v for k, v in dict(steps=steps, solver=solver, guidance=guidance, novelty=novelty,
                                   temperature=temperature, disagreement_weight=disagreement_weight,
@@ -232,10 +240,26 @@ def sample(
     if calibrated:
         opts = calibrated_options(gen, opts)
     candidates, select = opts.get("candidates", 1), opts.get("select", "closest")
+    num_params = gen.resolve(gen.conditions(task=task, width=width)).arch.num_params
+    check_output_size(out, n, num_params)
     t0 = time.perf_counter()
-    pop = sample(gen, n, task=task, width=width, seed=seed, target=target, **opts)
+    if out.suffix == ".zarr":  # streamed: one chunk of nets in memory at a time
+        rows = stream_rows(num_params, n)
+        draws: list = []
+
+        def draw(count: int, index: int):
+            chunk = sample(gen, count, task=task, width=width, seed=chunk_seed(seed, index),
+                           target=target, **opts)  # fmt: skip
+            draws.append({k: v for k, v in chunk.conditioning.items()})
+            return chunk
+
+        pop = stream_population(out, n, draw, rows)
+        pop.conditioning = {k: torch.cat([d[k] for d in draws]) for k in draws[0]}
+        path = out
+    else:
+        pop = sample(gen, n, task=task, width=width, seed=seed, target=target, **opts)
+        path = save_population(pop, out)
     dt = time.perf_counter() - t0
-    path = save_population(pop, out)
     Console().print(f"{n} {pop.task} nets of width {pop.arch.width} ({pop.arch.num_params} "
                     f"parameters) in {dt:.2f} s -> {path}", highlight=False)  # fmt: skip
     measured = next((k for k in pop.conditioning if k.startswith("measured_")), None)
@@ -249,6 +273,34 @@ def sample(
         dis = float(pop.conditioning["nearest_train_disagreement"].mean())
         Console().print(f"disagreement with the nearest training net (validation split): "
                         f"{dis:.3f} on average", highlight=False)  # fmt: skip
+
+
+def check_finite(**options: float | None) -> None:
+    """A ValueError naming the first sampling option that is NaN or infinite (None: unset)."""
+    import math
+
+    for name, value in options.items():
+        if value is not None and not math.isfinite(value):
+            raise ValueError(f"--{name.replace('_', '-')} must be a finite number, got {value}")
+
+
+# .safetensors outputs are written whole, from memory: past this, use .zarr (streamed)
+MAX_WHOLE_OUTPUT = 2 * 2**30
+
+
+def check_output_size(out: Path, n: int, num_params: int) -> None:
+    """Refuse up front an output larger than the free disk (with both sizes), and a
+    .safetensors output too large to hold in memory."""
+    from generators.population_io import check_free_disk, output_bytes
+
+    size = output_bytes(n, num_params)
+    check_free_disk(out, size)
+    if out.suffix == ".safetensors" and size > MAX_WHOLE_OUTPUT:
+        raise ValueError(
+            f"{n} nets of {num_params} parameters make {size / 2**30:.2f} GiB, too large for a "
+            f".safetensors file written from memory (limit {MAX_WHOLE_OUTPUT / 2**30:.0f} GiB); "
+            "write a .zarr store, which is streamed"
+        )
 
 
 @app.command()
@@ -293,6 +345,7 @@ def evaluate(
     from pipelines.demo import per_group_table, summary_table
     from pipelines.evaluate import WEIGHT_SWEEP, EvalSettings, dataset_for, evaluate_generator
 
+    check_finite(temperature=temperature, disagreement_weight=disagreement_weight)
     out = out or Path(run_dir) / "evaluation"
     if widths is not None:
         _evaluate_widths(run_dir, zoo, out, widths, n, seed)
