@@ -19,7 +19,6 @@ speed-ups are optional capabilities (:mod:`generators.coded_draws`). Nothing her
 
 from __future__ import annotations
 
-import json
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -27,19 +26,25 @@ from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 import torch
-from safetensors.torch import save_file
 from torch import Tensor, nn
 
 from generators.conditions import Conditions, Request, Resolved
 from generators.config import GeneratorConfig
 from generators.dataset import WeightDataset
 from generators.info import DatasetInfo
-from generators.run_dir import CONFIG_FILE, FORMAT_VERSION, WEIGHTS_FILE, read_run_dir
+from generators.run_dir import (
+    CONFIG_FILE,
+    FORMAT_VERSION,
+    WEIGHTS_DIGEST,
+    check_tensors,
+    read_run_dir,
+    write_run_dir,
+)
 from zoo.population import Population
 
 WARMUP_SHARE = 0.05
 # generator.json's own keys; every other key is a strategy's record (self.records)
-CORE_KEYS = ("format", "kind", "config", "dataset")
+CORE_KEYS = ("format", "kind", "config", "dataset", WEIGHTS_DIGEST)
 
 
 def step_generators(seed: int, step: int, rank: int = 0) -> tuple[torch.Generator, torch.Generator]:
@@ -312,9 +317,7 @@ class WeightGenerator(ABC):
         tensors = {f"net.{k}": v for k, v in self.network.state_dict().items()}
         tensors.update(info.tensors())
         tensors.update(self.extra_tensors())
-        save_file({k: v.detach().contiguous() for k, v in tensors.items()}, out / WEIGHTS_FILE)
-        (out / CONFIG_FILE).write_text(json.dumps(meta, indent=2) + "\n")
-        return out
+        return write_run_dir(out, meta, tensors)  # the weights' digest beside the config
 
     @classmethod
     def load(cls, run_dir: str | Path) -> WeightGenerator:
@@ -324,6 +327,7 @@ class WeightGenerator(ABC):
         gen = cls(cls.config_class.from_dict(meta["config"]))
         gen.info = DatasetInfo.from_dict(meta["dataset"], tensors)
         gen._restore(tensors)
+        check_tensors(gen.network.state_dict(), tensors, run_dir)  # one line, not a traceback
         state = {k[4:]: v for k, v in tensors.items() if k.startswith("net.")}
         gen.network.load_state_dict(state)
         gen.network.eval()
