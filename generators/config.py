@@ -12,7 +12,7 @@ import math
 import tomllib
 import types
 import typing
-from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass
+from dataclasses import MISSING, asdict, dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
@@ -260,6 +260,17 @@ class GeneratorConfig:
                 raise ValueError(f"unknown config field {key!r}")
             node[last] = value
         return type(self).from_dict(d)
+
+
+def with_options(settings: T, options: dict[str, Any], kind: str) -> T:
+    """A kind's sampling ``settings`` (a dataclass of defaults) with per-call ``options``
+    applied and checked by the dataclass; a one-line ValueError naming the unknown ones and the
+    options the kind takes."""
+    known = [f.name for f in fields(settings)]
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise ValueError(f"unknown sampling option(s) {unknown} ({kind} takes: {', '.join(known)})")
+    return replace(settings, **options)
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:

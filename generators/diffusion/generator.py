@@ -20,7 +20,6 @@ autoencoder's decoder, and the layout's statistics. The task comes as a task of 
 from __future__ import annotations
 
 import sys
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -29,6 +28,7 @@ from torch import Tensor
 from generators.augmentation import interpolate_models
 from generators.base import ExtraNets, WeightGenerator
 from generators.conditions import DATA_TASK, Conditions, Request, Resolved
+from generators.config import with_options
 from generators.dataset import WeightDataset
 from generators.diffusion.autoencoder import latent_scale, train_autoencoder
 from generators.diffusion.config import DiffusionConfig, DiffusionSamplingConfig
@@ -197,11 +197,9 @@ class DiffusionGenerator(WeightGenerator):
 
     # ----- sampling -------------------------------------------------------------------------
     def _sampling(self, options: dict[str, Any]) -> DiffusionSamplingConfig:
-        try:
-            return replace(self.config.sampling, **options)
-        except TypeError:
-            known = "sampler, steps, guidance, temperature, eta, project"
-            raise ValueError(f"unknown sampling option(s) {sorted(options)} ({known})") from None
+        """The preset's sampling settings with ``options`` applied (a ValueError naming
+        unknown ones)."""
+        return with_options(self.config.sampling, options, self.kind)
 
     def check_sample_options(self, options: dict[str, Any]) -> None:
         self._sampling(options)

@@ -13,7 +13,6 @@ group it is generating, so one network serves every (task, width) of the zoo.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import replace
 from typing import Any
 
 import torch
@@ -25,6 +24,7 @@ from generators.base import ExtraNets, WeightGenerator
 from generators.coded_draws import CodedDraws
 from generators.conditioning import Conditioner
 from generators.conditions import Request
+from generators.config import with_options
 from generators.dataset import WeightDataset
 from generators.flow.config import FlowConfig, FlowModelConfig, FlowSamplingConfig
 from generators.flow.matching import flow_matching_loss
@@ -156,12 +156,9 @@ class FlowGenerator(WeightGenerator, CodedDraws):
 
     # ----- sampling -----------------------------------------------------------------------
     def _sampling(self, options: dict[str, Any]) -> FlowSamplingConfig:
-        """The preset's sampling settings with ``options`` applied, or a ValueError naming them."""
-        try:
-            return replace(self.config.sampling, **options)
-        except TypeError:
-            known = "steps, solver, guidance, temperature, novelty"
-            raise ValueError(f"unknown sampling option(s) {sorted(options)} ({known})") from None
+        """The preset's sampling settings with ``options`` applied (a ValueError naming
+        unknown ones)."""
+        return with_options(self.config.sampling, options, self.kind)
 
     def affine_code(self, request: Request, **options: Any) -> AffineCode | None:
         return self._code(request.require_group(), self._sampling(options))

@@ -9,7 +9,6 @@ of a short code, so best-of-k runs its candidates from their codes (:class:`Code
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 import torch
@@ -19,6 +18,7 @@ from generators.affine_code import AffineCode
 from generators.base import ExtraNets, WeightGenerator
 from generators.coded_draws import CodedDraws
 from generators.conditions import Request
+from generators.config import with_options
 from generators.dataset import WeightDataset
 from generators.flow.generator import pca_code
 from generators.flow.projection import GroupPCA
@@ -123,12 +123,9 @@ class GaussianGenerator(WeightGenerator, CodedDraws):
 
     # ----- sampling -----------------------------------------------------------------------
     def _sampling(self, options: dict[str, Any]) -> GaussianSamplingConfig:
-        try:
-            return replace(self.config.sampling, **options)
-        except TypeError:
-            raise ValueError(
-                f"unknown sampling option(s) {sorted(options)} (gaussian takes: temperature)"
-            ) from None
+        """The preset's sampling settings with ``options`` applied (a ValueError naming
+        unknown ones)."""
+        return with_options(self.config.sampling, options, self.kind)
 
     def check_sample_options(self, options: dict[str, Any]) -> None:
         self._sampling(options)

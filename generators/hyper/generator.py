@@ -25,13 +25,13 @@ in training (``"sinusoid:amplitude=2.5,phase=1.0"``) is embedded from those para
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
 
 from generators.base import ExtraNets, WeightGenerator
+from generators.config import with_options
 from generators.dataset import WeightDataset
 from generators.hyper.config import HyperConfig, HyperSamplingConfig
 from generators.hyper.encoding import ParamScaler
@@ -222,12 +222,9 @@ class HyperGenerator(WeightGenerator):
 
     # ----- sampling -----------------------------------------------------------------------
     def _sampling(self, options: dict[str, Any]) -> HyperSamplingConfig:
-        try:
-            return replace(self.config.sampling, **options)
-        except TypeError:
-            raise ValueError(
-                f"unknown sampling option(s) {sorted(options)} (temperature)"
-            ) from None
+        """The preset's sampling settings with ``options`` applied (a ValueError naming
+        unknown ones)."""
+        return with_options(self.config.sampling, options, self.kind)
 
     def check_sample_options(self, options: dict[str, Any]) -> None:
         self._sampling(options)

@@ -19,7 +19,6 @@ batched population forward, plus a small L2 on their weights and a prior on the 
 from __future__ import annotations
 
 import math
-from dataclasses import replace
 from typing import Any
 
 import torch
@@ -29,6 +28,7 @@ from generators.affine_code import AffineCode
 from generators.base import ExtraNets, WeightGenerator
 from generators.coded_draws import CodedDraws
 from generators.conditions import Conditions, Request, Resolved
+from generators.config import with_options
 from generators.dataset import WeightDataset
 from generators.neumeta.config import NeuMetaConfig, NeuMetaSamplingConfig
 from generators.neumeta.coordinates import LayoutCoordinates, check_family, encode, positions
@@ -307,12 +307,9 @@ class NeuMetaGenerator(WeightGenerator, CodedDraws):
 
     # ----- sampling -----------------------------------------------------------------------
     def _sampling(self, options: dict[str, Any]) -> NeuMetaSamplingConfig:
-        try:
-            return replace(self.config.sampling, **options)
-        except TypeError:
-            raise ValueError(
-                f"unknown sampling option(s) {sorted(options)} (neumeta takes: temperature)"
-            ) from None
+        """The preset's sampling settings with ``options`` applied (a ValueError naming
+        unknown ones)."""
+        return with_options(self.config.sampling, options, self.kind)
 
     def check_sample_options(self, options: dict[str, Any]) -> None:
         self._sampling(options)
