@@ -331,13 +331,26 @@ def evaluate_generator(
     report's ``heldout_tasks`` rows and ``heldout_task_acc_ratio`` / ``heldout_task_loss_ratio``
     in the summary (NaN without held-out tasks)."""
     from pipelines.heldout_tasks import heldout_task_rows, heldout_task_summary
+    from pipelines.regression_evaluation import regression_group, regression_summary
 
     s = settings or EvalSettings()
     tasks = {t: get_task(t) for t in ds.tasks}
-    groups = [evaluate_group(gen, ds, g, s, tasks) for g in range(len(ds.groups))]
     held = list(ds.config.heldout_tasks or [])
     held_rows = (heldout_task_rows(gen, zoo, s.n, s.seed, s.sample_options)
                  if zoo is not None and held else [])  # fmt: skip
+    kinds = {t.kind for t in tasks.values()}
+    if kinds == {"regression"}:  # compared by test loss: pipelines.regression_evaluation
+        rows = [regression_group(gen, ds, g, s.n, s.seed, s.sample_options,
+                                 tasks[ds.groups[g].task]) for g in range(len(ds.groups))]  # fmt: skip
+        report = {"label": label, "kind": gen.kind, "task_kind": "regression",
+                  "canonical": ds.config.canonical, "settings": {**s.__dict__, "sweep": []},
+                  "summary": {**regression_summary(rows), **heldout_task_summary(held_rows, held)},
+                  "per_group": rows, "heldout_tasks": held_rows, "tradeoff": []}  # fmt: skip
+        return write_report(report, out_dir) if out_dir is not None else report
+    if len(kinds) > 1:
+        raise ValueError("zoo evaluate compares a zoo of classification or of regression tasks, "
+                         f"not both (tasks: {', '.join(ds.tasks)})")  # fmt: skip
+    groups = [evaluate_group(gen, ds, g, s, tasks) for g in range(len(ds.groups))]
     summary = {
         **aggregate(groups),
         "real_task_pair_disagreement": task_pair_disagreement(ds, tasks),
@@ -359,6 +372,9 @@ def write_report(report: dict[str, Any], out_dir: str | Path) -> dict[str, Any]:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "evaluation.json").write_text(json.dumps(report, indent=2) + "\n")
+    if report.get("task_kind") == "regression":  # a table of losses: nothing to plot
+        report["plots"] = []
+        return report
     report["plots"] = [str(plot_histograms(report, out / "accuracy_hist.png")),
                        str(plot_per_group(report, out / "per_group.png"))]  # fmt: skip
     if report["tradeoff"]:

@@ -379,9 +379,31 @@ def evaluate(
             gen, dataset_for(gen, zoo), settings, out, label=str(run_dir), zoo=zoo
         )
     console = Console()
+    if report.get("task_kind") == "regression":
+        console.print(regression_table(report))
+        console.print(f"results: {out / 'evaluation.json'}")
+        return
     console.print(summary_table({str(run_dir): report}))
     console.print(per_group_table({"generated": report}))
     console.print(f"results: {out / 'evaluation.json'}; plots: {', '.join(report['plots'])}")
+
+
+def regression_table(report: dict[str, Any]) -> Table:
+    """Per group and pooled: generated and held-out real nets' mean test MSE and their ratio;
+    the held-out tasks' loss ratio in the caption."""
+    table = Table(title=f"{report['label']}: test MSE, generated vs held-out real nets",
+                  caption=f"held-out tasks: loss ratio "
+                          f"{report['summary'].get('heldout_task_loss_ratio', float('nan')):.3f}")  # fmt: skip
+    for col in ("group", "generated", "held-out real", "ratio"):
+        table.add_column(col, justify="left" if col == "group" else "right")
+    rows = [*report["per_group"], {"group": "pooled", **{
+        k: report["summary"][v] for k, v in (("generated_loss", "generated_loss"),
+                                            ("heldout_loss", "heldout_loss"),
+                                            ("loss_ratio", "loss_ratio"))}}]  # fmt: skip
+    for r in rows:
+        table.add_row(r["group"], f"{r['generated_loss']:.4f}", f"{r['heldout_loss']:.4f}",
+                      f"{r['loss_ratio']:.3f}")  # fmt: skip
+    return table
 
 
 def _evaluate_widths(run_dir: Path, zoo: str, out: Path, widths: str, n: int, seed: int) -> None:

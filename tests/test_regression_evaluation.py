@@ -1,0 +1,64 @@
+"""zoo evaluate on a regression zoo: generated vs held-out real nets by test MSE, per group and
+pooled (the reference formula re-computed here), with the held-out tasks' loss ratio."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+from zoo_fixtures import tiny_spec_dict
+
+from generators import GaussianConfig, WeightDataset, sample
+from pipelines.build import build_zoo
+from pipelines.cli import main
+from pipelines.regression_evaluation import split_losses
+from zoo import get_task
+from zoo.spec import ZooSpec
+from zoo.training import task_loss
+
+TASKS = ["sinusoid:amplitude=1,phase=0", "sinusoid:amplitude=2,phase=0"]
+
+
+def test_regression_zoo_is_evaluated_by_test_loss(tmp_path: Path, capsys) -> None:
+    spec = ZooSpec.from_dict(tiny_spec_dict(
+        tasks=TASKS, heldout_tasks=TASKS[1:], epochs=2, checkpoints=[0, 2], seeds=3,
+        temperature={"axis": "learning_rate", "values": [0.01, 0.02]},
+    ))  # fmt: skip
+    store = str(build_zoo(spec, tmp_path / "zoo.zarr", workers=0, metrics=False).location)
+    config = GaussianConfig().with_overrides({
+        "data.canonical": False, "data.property": "", "data.exclude_phases": [],
+        "data.heldout": 0.34, "model.pca_max_drop": None,
+    })  # fmt: skip
+    cfg = tmp_path / "gaussian.json"
+    config.save(cfg)
+    run = tmp_path / "run"
+    assert main(["train-generator", "gaussian", "--zoo", store, "--out", str(run), "--raw",
+                 "--config", str(cfg)]) == 0  # fmt: skip
+    assert main(["evaluate", str(run), "--zoo", store, "--n", "6"]) == 0
+    printed = " ".join(capsys.readouterr().out.split())  # unwrapped
+    assert "test MSE" in printed and "pooled" in printed and "loss ratio" in printed
+    report = json.loads((run / "evaluation" / "evaluation.json").read_text())
+    assert report["task_kind"] == "regression"
+    # the reference: the same draws and held-out nets, their mean test MSE and the ratio
+    from generators import load_generator
+
+    gen = load_generator(run)
+    ds = WeightDataset.from_zoo(store, None, gen.config.data)
+    assert ds.tasks == TASKS[:1], "the held-out task is left out of training"
+    task = get_task(TASKS[0])
+    (row,) = [r for r in report["per_group"] if r["width"] == 8]
+    g = next(i for i, grp in enumerate(ds.groups) if grp.width == 8)
+    w = sample(gen, 6, task=TASKS[0], width=8, seed=0).weights()
+    x, y = task.split("test")
+    expected_gen = float(task_loss(task, ds.groups[g].arch.forward(w, x), y).mean())
+    held = ds.group_weights(g, False)
+    expected_held = float(split_losses(ds.groups[g].arch, task, held).mean())
+    assert row["generated_loss"] == pytest.approx(expected_gen, rel=1e-5)
+    assert row["heldout_loss"] == pytest.approx(expected_held, rel=1e-5)
+    assert row["loss_ratio"] == pytest.approx(expected_gen / expected_held, rel=1e-5)
+    s = report["summary"]
+    assert math.isfinite(s["loss_ratio"]) and "heldout_task_loss_ratio" in s
+    assert torch.isfinite(torch.tensor(s["generated_loss"]))
