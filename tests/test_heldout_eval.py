@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from zoo_fixtures import tiny_spec_dict
 
 from generators.config import DataConfig
 from pipelines.build import build_zoo
 from pipelines.heldout_tasks import heldout_task_rows, heldout_task_summary
-from tests.zoo_fixtures import tiny_spec_dict
 from zoo.population import Population
 from zoo.spec import ZooSpec
 from zoo.store import Zoo

@@ -7,13 +7,13 @@ import json
 from pathlib import Path
 
 import torch
+from hyper_fixtures import SINUSOIDS, dataset, family_zoo, trained
 from zoo_fixtures import built_tiny_zoo
 
 from generators import load_generator
 from generators.hyper import HyperConfig, HyperGenerator
 from pipelines.cli import main
 from pipelines.generator_training import train_generator
-from tests.hyper_fixtures import SINUSOIDS, dataset, family_zoo, trained
 
 TINY = {"training.batch_size": 6, "objective.examples": 8, "model.cond_dim": 16,
         "model.hidden": 32, "model.chunk_size": 32, "model.chunk_dim": 8}  # fmt: skip

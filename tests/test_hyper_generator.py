@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from hyper_fixtures import SINUSOIDS, dataset, family_zoo, generate, trained
 
 from generators.hyper import HyperGenerator
-from tests.hyper_fixtures import SINUSOIDS, dataset, family_zoo, generate, trained
 from zoo.tasks import get_task
 from zoo.training import task_loss
 

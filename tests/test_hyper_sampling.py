@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from hyper_fixtures import SINUSOIDS, dataset, family_zoo, generate, trained
 
 from generators import load_generator
 from generators.hyper import HyperGenerator
-from tests.hyper_fixtures import SINUSOIDS, dataset, family_zoo, generate, trained
 
 
 @pytest.fixture(scope="module")

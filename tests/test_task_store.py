@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from zoo_fixtures import tiny_spec_dict
 
 import zoo.tasks.base as task_registry
 from pipelines.build import build_zoo
-from tests.zoo_fixtures import tiny_spec_dict
 from zoo import open_zoo, register_task
 from zoo.spec import SpecError, ZooSpec
 from zoo.store import open_group
