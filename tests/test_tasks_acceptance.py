@@ -129,7 +129,7 @@ def test_npz_task_from_the_cli_alone(tmp_path: Path) -> None:
 
 UNGUARDED = """
 from pipelines.build import build_zoo
-from zoo_fixtures import tiny_spec_dict
+from tests.zoo_fixtures import tiny_spec_dict
 from zoo.spec import ZooSpec
 
 build_zoo(ZooSpec.from_dict(tiny_spec_dict()), "unguarded.zarr", workers=1, metrics=False)
@@ -147,7 +147,7 @@ def test_unguarded_script_stops_before_creating_anything(tmp_path: Path) -> None
 
 GUARDED = """
 from pipelines.build import build_zoo
-from zoo_fixtures import tiny_spec_dict
+from tests.zoo_fixtures import tiny_spec_dict
 from zoo.spec import ZooSpec
 
 if __name__ == "__main__":
