@@ -139,8 +139,9 @@ def main() -> None:
             columns[kind], readings = run_kind(kind, zoo, args.folds, Path(tmp), args.n,
                                                args.max_steps, overrides, args.timing_nets)  # fmt: skip
             columns[kind]["zoo"] = zoo
-            if zoo == args.zoo or "real" not in results:  # the real nets' readings of the zoo
-                real = readings
+            columns[kind]["real"] = readings  # of this kind's data filter and split
+            # the table's real nets: the first registered kind's (the flow's preset filter)
+            real = results.get("real", readings) if kind != next(iter(GENERATORS)) else readings
             columns[kind]["wall_seconds"] = time.perf_counter() - t0
             ordered = [columns[k] for k in GENERATORS if k in columns]
             results = {
