@@ -113,3 +113,15 @@ def test_transformer_width_must_divide_heads() -> None:
                 load={"axis": "width", "values": [6]},
             )
         )
+
+
+def test_the_spec_checks_know_every_spec_field() -> None:
+    """check_spec_dict alone refuses unknown and missing fields: its tables must name exactly the
+    fields of ZooSpec and of its training table."""
+    from dataclasses import fields
+
+    from zoo.spec import Training
+    from zoo.spec_checks import FIELD_CHECKS, TRAINING_FIELDS
+
+    assert set(FIELD_CHECKS) == {f.name for f in fields(ZooSpec)}
+    assert set(TRAINING_FIELDS) == {f.name for f in fields(Training)}

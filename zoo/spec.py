@@ -275,14 +275,7 @@ class ZooSpec:
         if "tasks" in d:
             d.update(parse_tasks(d["tasks"], d.get("heldout_tasks", ()), base))
             d["task_sources"] = {**d.get("task_sources", {}), **d.pop("_sources")}
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise SpecError(f"unknown spec field(s): {', '.join(sorted(unknown))}")
-        for req in ("name", "tasks", "architecture", "load", "temperature"):
-            if req not in d:
-                raise SpecError(f"spec is missing the required field {req!r}")
-        try:
+        try:  # unknown and missing fields: refused by check_spec_dict
             d["load"] = _axis(d["load"], "load")
             d["temperature"] = _axis(d["temperature"], "temperature")
             tr = dict(d.get("training", {}))
