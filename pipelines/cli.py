@@ -4,7 +4,9 @@ Expected failures (bad input, a missing file, a damaged store, a cluster that do
 print ``error: ...`` on one line and exit 2; anything unexpected prints one line naming the
 exception plus a hint, and exits 1; Ctrl-C exits 130. ``--debug`` (anywhere on the command line)
 re-raises instead, for the traceback. ``--threads N`` caps the cores the command uses (default:
-the process's CPU affinity).
+the process's CPU affinity, within which torch's threads follow the cores other processes leave
+free, :mod:`pipelines.core_share`); given, it pins the count, so that results do not depend on
+the machine's load.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import typer
 
 from pipelines import commands  # noqa: F401  (registers every command on the app)
 from pipelines.app import app
+from pipelines.core_share import follow_free_cores, stop_following
 
 USER_ERRORS = (
     ValueError,
@@ -77,11 +80,14 @@ def main(argv: list[str] | None = None) -> int:
     """Run the CLI; see the module docstring for the exit codes."""
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
+    share = None
     try:
         argv, debug, threads = _global_options(argv)
         from pipelines.cluster import set_thread_budget
 
-        set_thread_budget(threads)
+        budget = set_thread_budget(threads)
+        # --threads pins the count (results then do not depend on the machine's load)
+        share = follow_free_cores(budget) if threads is None else None
         code = app(args=argv, prog_name="zoo", standalone_mode=False)
         if isinstance(code, int) and code:  # typer.Exit(n) comes back as a return value
             if code == EXIT_INTERRUPTED:  # typer turns Ctrl-C inside a command into Exit(130)
@@ -111,6 +117,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: unexpected {type(e).__name__}: {_one_line(e)} (rerun with --debug for "
               "the traceback)", file=sys.stderr)  # fmt: skip
         return EXIT_UNEXPECTED
+    finally:
+        if share is not None:
+            stop_following()
     return 0
 
 
