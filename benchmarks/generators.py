@@ -24,7 +24,6 @@ import os
 import sys
 import tempfile
 import time
-import tomllib
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -40,6 +39,7 @@ from generators import GENERATORS, calibrated_sampling, load_generator  # noqa: 
 from pipelines.crossval import cross_validate, evaluate_folds, fold_dirs  # noqa: E402
 from pipelines.demo import preset_generator  # noqa: E402
 from pipelines.evaluate import EvalSettings  # noqa: E402
+from pipelines.key_values import parse_key_values  # noqa: E402
 from pipelines.kinds import (  # noqa: E402
     calibrated_best_of,
     column,
@@ -52,17 +52,6 @@ from pipelines.kinds import (  # noqa: E402
 )
 
 RESULTS = Path(__file__).resolve().parent / "results" / "generators.json"
-
-
-def parse_sets(items: list[str]) -> dict[str, Any]:
-    """``KEY=VALUE`` config overrides, each value read as TOML (``3``, ``0.5``, ``"heun"``)."""
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise SystemExit(f"--set takes KEY=VALUE, got {item!r}")
-        out[key.strip()] = tomllib.loads(f"v = {value.strip()}")["v"]
-    return out
 
 
 def fold_range(report: dict[str, Any], key: str) -> list[float]:
@@ -126,7 +115,10 @@ def main() -> None:
     unknown = [k for k in args.kinds or [] if k not in GENERATORS]
     if unknown:
         raise SystemExit(f"unknown kind(s) {unknown} (registered: {', '.join(GENERATORS)})")
-    overrides = parse_sets(args.set)
+    try:
+        overrides = parse_key_values(args.set, "--set")
+    except ValueError as e:
+        raise SystemExit(str(e)) from None
     results = json.loads(args.out.read_text()) if args.out.exists() and args.kinds else {}
     columns: dict[str, Any] = {c["kind"]: c for c in results.get("kinds", [])}
     console = Console()

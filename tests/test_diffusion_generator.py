@@ -11,6 +11,7 @@ from zoo_fixtures import moons_populations
 
 from generators import DataConfig, WeightDataset, load_generator
 from generators.diffusion import DiffusionConfig, DiffusionGenerator
+from generators.diffusion.data_guidance import DataGuidance
 from generators.registry import GENERATORS
 
 TINY = {
@@ -106,3 +107,73 @@ def test_save_load_reproduces_samples_bit_for_bit(trained, tmp_path: Path) -> No
                {"width": 5, "task_data": (torch.randn(25, 2), torch.randint(0, 2, (25,)))}):  # fmt: skip
         assert torch.equal(back.sample(6, seed=4, **kw).weights(),
                            gen.sample(6, seed=4, **kw).weights())  # fmt: skip
+
+
+def test_data_guidance_lowers_the_loss_on_the_given_examples(trained) -> None:
+    gen, ds = trained
+    task = ds.tasks[0]
+    from zoo.tasks import get_task
+
+    data = get_task(task)
+    x, y = data.x_train[:30], data.y_train[:30]
+    arch = ds.groups[1].arch
+    losses = {}
+    for scale in (0.0, 0.3):
+        w = gen.sample(16, task_data=(x, y), width=arch.width, seed=3, data_guidance=scale,
+                       data_guidance_steps=2).weights()  # fmt: skip
+        losses[scale] = float(DataGuidance(arch, x, y, 1.0, 1).loss(w).mean())
+    assert losses[0.3] < losses[0.0]
+    plain = gen.sample(4, task_data=(x, y), width=arch.width, seed=3).weights()
+    off = gen.sample(4, task_data=(x, y), width=arch.width, seed=3, data_guidance=0.0).weights()
+    assert torch.equal(plain, off)  # 0 is plain sampling, bit for bit
+
+
+def test_guidance_move_follows_the_normalized_gradient_and_keeps_padding() -> None:
+    from zoo.architectures import MLP
+
+    arch = MLP(width=3, in_shape=(2,), depth=1, num_outputs=2)
+    x, y = torch.randn(12, 2), torch.randint(2, (12,))
+    n_par = arch.num_params
+    mask = torch.tensor([[1.0], [1.0], [0.0]])  # (T, 1): the last token is padding
+
+    def decode(z: torch.Tensor) -> torch.Tensor:  # (n, 3, l) -> (n, N): a fixed linear map
+        return z.flatten(1)[:, :n_par] * 0.5
+
+    guide = DataGuidance(arch, x, y, scale=0.1, steps=1)
+    z0 = torch.randn(5, 3, (n_par + 2) // 2) * mask
+    moved = guide.move(z0, decode, mask)
+    zg = z0.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(guide.loss(decode(zg)).sum(), zg)
+    grad = grad * mask
+    rms = (grad.pow(2).flatten(1).sum(1) / (mask.sum() * z0.shape[-1])).sqrt()
+    assert torch.allclose(moved, z0 - 0.1 * grad / rms.reshape(-1, 1, 1), atol=1e-6)
+    assert torch.equal(moved[:, 2], z0[:, 2])  # padding untouched
+    assert torch.equal(DataGuidance(arch, x, y, 0.0, 1).move(z0, decode, mask), z0)
+    with pytest.raises(ValueError, match="scale >= 0 and steps >= 1"):
+        DataGuidance(arch, x, y, 0.1, 0)
+
+
+def test_projection_at_every_step_keeps_draws_on_the_span(trained) -> None:
+    gen, ds = trained
+    w = gen.sample(6, width=5, seed=1, project_steps=True).weights()
+    assert w.shape == (6, ds.groups[1].arch.num_params) and torch.isfinite(w).all()
+    with pytest.raises(ValueError, match="data_guidance_steps"):
+        gen.sample(2, width=5, data_guidance=0.1, data_guidance_steps=0)
+
+
+def test_cli_sample_takes_the_kinds_options(trained, tmp_path, capsys) -> None:
+    from pipelines.cli import main
+
+    gen, _ = trained
+    run = gen.save(tmp_path / "run")
+    out = tmp_path / "s.safetensors"
+    args = ["sample", str(run), "--n", "3", "--width", "5", "--out", str(out)]
+    assert main([*args, "--option", "data_guidance=0.1", "--option", "project_steps=true"]) == 0
+    assert out.exists()
+    capsys.readouterr()
+    assert main([*args, "--option", "nope=1"]) == 2
+    assert "unknown sampling option(s) ['nope']" in capsys.readouterr().err
+    assert main([*args, "--option", "data_guidance=inf"]) == 2
+    assert "--option data_guidance must be finite" in capsys.readouterr().err
+    assert main([*args, "--steps", "3", "--option", "steps=4"]) == 2
+    assert "repeats an option given by its own flag" in capsys.readouterr().err

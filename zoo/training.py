@@ -69,7 +69,13 @@ class TrainResult:
 
 def task_loss(task: TaskData, out: Tensor, y: Tensor) -> Tensor:
     """Per-model mean loss: out (P, B, K), y (B,) or (P, B[, K]) -> (P,)."""
-    if task.kind == "classification":
+    return kind_loss(task.kind, out, y)
+
+
+def kind_loss(kind: str, out: Tensor, y: Tensor) -> Tensor:
+    """Per-model mean loss of a ``classification`` (cross-entropy) or ``regression`` (squared
+    error) task: out (P, B, K), y (B,) or (P, B[, K]) -> (P,)."""
+    if kind == "classification":
         y = y.expand(out.shape[:2]) if y.dim() == 1 else y
         return F.cross_entropy(out.transpose(1, 2), y, reduction="none").mean(dim=1)
     y = y.expand(out.shape) if y.dim() == out.dim() - 1 else y

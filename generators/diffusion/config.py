@@ -88,7 +88,11 @@ class DiffusionSamplingConfig:
     2nd order, ``ddim``) and its steps; guidance: classifier-free guidance weight (1: plain
     conditional; other values cost a second denoiser pass per step); temperature: scale of the
     starting noise; eta: DDIM's fresh noise per step (0: deterministic); project: put each draw
-    on the span of its width's training latents (:mod:`generators.diffusion.span`)."""
+    on the span of its width's training latents (:mod:`generators.diffusion.span`);
+    project_steps: also project the denoiser's predicted clean latents at every step (the
+    trajectory stays on the span; needs ``project``); data_guidance, data_guidance_steps: moves
+    of every step's predicted net against the loss on the task's (x, y) examples, each that many
+    latent std long, that many per step (0: off; :mod:`generators.diffusion.data_guidance`)."""
 
     sampler: str = "dpm"
     steps: int = 10
@@ -96,14 +100,21 @@ class DiffusionSamplingConfig:
     temperature: float = 1.0
     eta: float = 0.0
     project: bool = True
+    project_steps: bool = False
+    data_guidance: float = 0.0
+    data_guidance_steps: int = 1
 
     def __post_init__(self) -> None:
         if self.sampler not in SAMPLERS:
             raise ValueError(f"sampling.sampler must be one of {', '.join(SAMPLERS)}")
         if self.steps < 1:
             raise ValueError(f"sampling.steps must be >= 1, got {self.steps}")
-        if self.temperature < 0 or self.eta < 0:
-            raise ValueError("sampling.temperature and sampling.eta must be >= 0")
+        if self.temperature < 0 or self.eta < 0 or self.data_guidance < 0:
+            raise ValueError("sampling.temperature, eta and data_guidance must be >= 0")
+        if self.data_guidance_steps < 1:
+            raise ValueError(
+                f"sampling.data_guidance_steps must be >= 1, got {self.data_guidance_steps}"
+            )
 
 
 @dataclass

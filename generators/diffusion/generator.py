@@ -14,7 +14,10 @@ aligns task embeddings with the nets' latents when a batch holds several tasks.
 
 Sampling: a fast diffusers scheduler (DPM-Solver++ or DDIM) from Gaussian latents, the
 autoencoder's decoder, and the layout's statistics. The task comes as a task of the zoo, a task
-``get_task`` knows (one the zoo never trained on), or ``task_data=(x, y)``.
+``get_task`` knows (one the zoo never trained on), or ``task_data=(x, y)``. Options act on each
+step's predicted clean latents: ``project_steps`` keeps them on the span of the width's training
+latents, ``data_guidance`` moves them against the loss on the task's examples
+(:mod:`generators.diffusion.data_guidance`): the embedding alone reads an unseen task coarsely.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from generators.config import with_options
 from generators.dataset import WeightDataset
 from generators.diffusion.autoencoder import latent_scale, train_autoencoder
 from generators.diffusion.config import DiffusionConfig, DiffusionSamplingConfig
+from generators.diffusion.data_guidance import DataGuidance
 from generators.diffusion.network import DiffusionNetwork
 from generators.diffusion.schedule import denoise, diffusion_loss, training_scheduler
 from generators.diffusion.span import LatentSpan
@@ -261,11 +265,29 @@ class DiffusionGenerator(WeightGenerator):
         elif out.shape != (n, len(index)):
             raise ValueError(f"out must have shape {(n, len(index))}, got {tuple(out.shape)}")
         width = torch.tensor(info.widths.index(request.arch.width))
-        emb = net.task_encoder(*self._examples(request, rng))  # (dim,)
+        examples = self._examples(request, rng)
+        emb = net.task_encoder(*examples)  # (dim,)
         tmask = self.tokens.token_masks[g].float().unsqueeze(-1)  # (T, 1)
         noise = torch.randn(n, self.tokens.count, self.latent, generator=rng)  # (n, T, l)
         row, coords = int(self.layout_row[g]), padded.indices[g]
         std, mean = self.norm.std[row, coords], self.norm.mean[row, coords]  # (N_g,) each
+        # padding tokens (0 while denoising) take the training latents' mean, as the decoder
+        # saw them, before any projection
+        fill = self.span.mean[row].reshape(noise.shape[1:]) * (1 - tmask)  # (T, l)
+
+        def decodable(x: Tensor) -> Tensor:
+            x = x * tmask + fill
+            return self.span.project(x, row) if sc.project else x
+
+        def weights(x: Tensor) -> Tensor:  # (m, T, l) latents -> (m, N_g), differentiable
+            tok = net.autoencoder.decode(decodable(x) / self.scale).reshape(len(x), -1)
+            return tok[:, index] * std + mean
+
+        guide = (
+            DataGuidance(request.arch, *examples, sc.data_guidance, sc.data_guidance_steps)
+            if sc.data_guidance > 0 else None
+        )  # fmt: skip
+        on_span = sc.project and sc.project_steps
         for a in range(0, n, SAMPLE_CHUNK):
             m = min(SAMPLE_CHUNK, n - a)
             target = request.target[a : a + m] if request.target is not None else None
@@ -280,18 +302,26 @@ class DiffusionGenerator(WeightGenerator):
 
             def velocity(x: Tensor, t: Tensor, c: Tensor = c) -> Tensor:
                 if sc.guidance == 1.0:
-                    return net.velocity(x, t, c) * tmask
-                ec, eu = net.velocity(torch.cat([x, x]), torch.cat([t, t]), c).chunk(2)
-                return (eu + sc.guidance * (ec - eu)) * tmask
+                    v = net.velocity(x, t, c) * tmask
+                else:
+                    ec, eu = net.velocity(torch.cat([x, x]), torch.cat([t, t]), c).chunk(2)
+                    v = (eu + sc.guidance * (ec - eu)) * tmask
+                if not (on_span or guide):
+                    return v
+                # through the predicted clean latents: x0 = sqrt(abar) x_t - sqrt(1 - abar) v,
+                # moved, and back by v = (sqrt(abar) x_t - x0) / sqrt(1 - abar)
+                abar = self.schedule.alphas_cumprod[t].reshape(-1, 1, 1)  # (m, 1, 1)
+                r, s = abar.sqrt(), (1 - abar).sqrt()
+                x0 = r * x - s * v  # (m, T, l)
+                if on_span:
+                    x0 = self.span.project(x0 * tmask + fill, row) * tmask
+                if guide is not None:
+                    x0 = guide.move(x0, weights, tmask)
+                return (r * x - x0) / s
 
             x = noise[a : a + m] * (sc.temperature * tmask)
             x = denoise(velocity, x, self.schedule, sc.sampler, sc.steps, rng, sc.eta)
-            # padding tokens (0 while denoising) take the training latents' mean, as the
-            # decoder saw them, before any projection
-            x = x * tmask + self.span.mean[row].reshape(x.shape[1:]) * (1 - tmask)
-            if sc.project:
-                x = self.span.project(x, row)
-            tok = net.decode(x / self.scale).reshape(m, -1)  # (m, T * C)
+            tok = net.decode(decodable(x) / self.scale).reshape(m, -1)  # (m, T * C)
             rows = out[a : a + m]  # (m, N_g): gathered and de-standardized in place
             torch.index_select(tok, 1, index, out=rows)
             rows.mul_(std).add_(mean)

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from generators.registry import GENERATORS
 from pipelines.app import app
+from pipelines.key_values import parse_key_values
 
 # every registered generator kind is offered on the command line
 Kind = StrEnum("Kind", {kind: kind for kind in GENERATORS})
@@ -217,6 +218,16 @@ def sample(
     select: Annotated[str, SelectOpt] = "closest",
     disagreement_weight: Annotated[float | None, WeightOpt] = None,
     calibrated: Annotated[bool, CalibratedOpt] = False,
+    option: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--option",
+            metavar="KEY=VALUE",
+            help="a sampling option of the generator's kind, the value read as TOML (repeat "
+            "for several), e.g. diffusion: data_guidance=0.05, data_guidance_steps=32, "
+            'project_steps=true, sampler="ddim"',
+        ),
+    ] = None,
 ) -> None:
     """Sample new networks from a trained generator and write them to a file (.zarr streams
     in chunks: memory stays bounded whatever --n)."""
@@ -237,6 +248,10 @@ def sample(
                                   ).items() if v is not None}  # fmt: skip
     opts.update({k: v for k, v in dict(candidates=candidates, select=select).items()
                  if v not in (1, "closest")})  # fmt: skip
+    for key, value in parse_key_values(option or [], "--option").items():
+        if key in opts:
+            raise ValueError(f"--option {key} repeats an option given by its own flag")
+        opts[key] = value
     if calibrated:
         opts = calibrated_options(gen, opts)
     candidates, select = opts.get("candidates", 1), opts.get("select", "closest")
