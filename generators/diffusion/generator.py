@@ -313,8 +313,8 @@ class DiffusionGenerator(WeightGenerator):
                 abar = self.schedule.alphas_cumprod[t].reshape(-1, 1, 1)  # (m, 1, 1)
                 r, s = abar.sqrt(), (1 - abar).sqrt()
                 x0 = r * x - s * v  # (m, T, l)
-                if on_span:
-                    x0 = self.span.project(x0 * tmask + fill, row) * tmask
+                if on_span:  # decodable projects: on_span needs sc.project
+                    x0 = decodable(x0) * tmask
                 if guide is not None:
                     x0 = guide.move(x0, weights, tmask)
                 return (r * x - x0) / s
