@@ -37,6 +37,9 @@ from pipelines.evaluate import (
 # summary figures that do not depend on the fold (all real nets, whatever the split): pooled,
 # the first fold's value
 FOLD_INVARIANT = ("real_task_pair_disagreement",)
+# a regression group's per-fold figures that are averaged over folds
+REGRESSION_MEANS = ("train_models", "generated_loss", "train_loss", "generated_nn_distance",
+                    "heldout_nn_distance", "seconds_per_net")  # fmt: skip
 
 
 def _mean_dict(dicts: list[dict[str, float]]) -> dict[str, float]:
@@ -92,21 +95,50 @@ def pool_tradeoff(folds: list[list[dict[str, float]]]) -> list[dict[str, float]]
     return rows
 
 
+def pool_regression_row(folds: list[dict[str, Any]]) -> dict[str, Any]:
+    """One regression group's per-fold rows (:func:`pipelines.regression_evaluation.
+    regression_group`) pooled: held-out real MSE weighted by each fold's held-out models (every
+    real model counts once), the generated and training figures averaged over folds."""
+    held = [(r["heldout_loss"], r["heldout_models"]) for r in folds if r["heldout_models"]]
+    n_held = sum(m for _, m in held)
+    row = {**folds[0], **_mean_dict([{k: r[k] for k in REGRESSION_MEANS} for r in folds])}
+    row["heldout_models"] = n_held
+    row["heldout_loss"] = sum(v * m for v, m in held) / n_held if n_held else float("nan")
+    row["loss_ratio"] = ratio(row["generated_loss"], row["heldout_loss"])
+    return row
+
+
 def pool_reports(reports: list[dict[str, Any]], label: str = "") -> dict[str, Any]:
-    """The per-fold reports of :func:`pipelines.evaluate.evaluate_generator`, pooled."""
+    """The per-fold reports of :func:`pipelines.evaluate.evaluate_generator` (classification or
+    regression), pooled, their held-out task rows too."""
+    from pipelines.heldout_tasks import heldout_task_summary, pool_heldout_task_rows
+    from pipelines.regression_evaluation import regression_summary
+
     if not reports:
         raise ValueError("cross-validation needs at least one fold report")
+    first = reports[0]
+    held = pool_heldout_task_rows([r.get("heldout_tasks", []) for r in reports])
+    # the count of held-out tasks is the data config's, the same in every fold
+    held_summary = {**heldout_task_summary(held, []),
+                    "heldout_task_count": first["summary"].get("heldout_task_count", 0)}  # fmt: skip
+    common = {
+        "label": label or first["label"], "kind": first["kind"], "canonical": first["canonical"],
+        "settings": {**first["settings"], "folds": len(reports)}, "heldout_tasks": held,
+        "folds": [r["summary"] for r in reports],
+    }  # fmt: skip
+    if first.get("task_kind") == "regression":
+        rows = [pool_regression_row(list(per_group))
+                for per_group in zip(*[r["per_group"] for r in reports], strict=True)]  # fmt: skip
+        return {**common, "task_kind": "regression", "per_group": rows, "tradeoff": [],
+                "summary": {**regression_summary(rows), **held_summary}}  # fmt: skip
     groups = [pool_group(list(per_group)) for per_group in zip(*[r["groups"] for r in reports],
                                                                 strict=True)]  # fmt: skip
-    first = reports[0]
     return {
-        "label": label or first["label"], "kind": first["kind"], "canonical": first["canonical"],
-        "settings": {**first["settings"], "folds": len(reports)},
+        **common,
         "summary": {**aggregate(groups), **{k: first["summary"][k] for k in FOLD_INVARIANT
-                                             if k in first["summary"]}},
+                                             if k in first["summary"]}, **held_summary},
         "per_group": per_group(groups), "groups": groups,
         "tradeoff": pool_tradeoff([r["tradeoff"] for r in reports]) if first["tradeoff"] else [],
-        "folds": [r["summary"] for r in reports],
     }  # fmt: skip
 
 
@@ -137,7 +169,7 @@ def cross_validate(
         console.print(f"fold {f + 1}/{folds}: {len(ds.train_index)} training models, "
                       f"{len(ds) - len(ds.train_index)} held out")  # fmt: skip
         seconds.append(train_generator(gen, ds, out / f"fold-{f}", max_steps=max_steps).seconds)
-        reports.append(evaluate_generator(gen, ds, settings, label=label))
+        reports.append(evaluate_generator(gen, ds, settings, label=label, zoo=zoo))
     report = pool_reports(reports, label)
     report["train_seconds"] = seconds
     return write_report(report, out)
@@ -170,5 +202,5 @@ def evaluate_folds(
     for d in dirs:
         gen = load_generator(d)
         ds = dataset_for(gen, zoo, ds)  # the zoo is read once, then re-split per fold
-        reports.append(evaluate_generator(gen, ds, settings, label=label))
+        reports.append(evaluate_generator(gen, ds, settings, label=label, zoo=zoo))
     return write_report(pool_reports(reports, label), out_dir)

@@ -84,3 +84,21 @@ def heldout_task_summary(rows: list[dict[str, Any]], tasks: list[str]) -> dict[s
         "heldout_task_generated_loss": _mean(reg, "generated_test_loss"),
         "heldout_task_real_loss": _mean(reg, "real_test_loss"),
     }
+
+
+def pool_heldout_task_rows(folds: list[list[dict[str, Any]]]) -> list[dict[str, Any]]:
+    """Each fold's held-out task rows (one per population, in the same order), pooled: the real
+    nets' figures are the same in every fold; the generated ones are averaged over the folds
+    that generated (each fold's generator samples its own nets) and their counts summed."""
+    pooled = []
+    for rows in zip(*folds, strict=True):
+        row = dict(rows[0])
+        made = [r for r in rows if r["generated_models"]]
+        row["generated_models"] = sum(r["generated_models"] for r in made)
+        for key in ("generated_test_acc", "generated_test_loss"):
+            if made:
+                row[key] = float(np.mean([r[key] for r in made]))
+        if made:
+            row.pop("refused", None)
+        pooled.append(row)
+    return pooled

@@ -155,6 +155,16 @@ def test_cli_train_sample_evaluate(store: str, tmp_path: Path, capsys) -> None:
     raw = tmp_path / "raw"
     assert main(args[:5] + [str(raw), "--raw", "--max-steps", "5", "--config", str(cfg)]) == 0
     assert load_generator(raw).config.data.canonical is False
+    # without --raw/--canonical the config's data.canonical holds; the flag overrides it
+    raw_cfg = tmp_path / "raw.toml"
+    raw_cfg.write_text(cfg.read_text() + "[data]\ncanonical = false\n")
+    from_cfg, flag = tmp_path / "raw-from-config", tmp_path / "canonical-by-flag"
+    assert main(args[:5] + [str(from_cfg), "--max-steps", "5", "--config", str(raw_cfg)]) == 0
+    assert load_generator(from_cfg).config.data.canonical is False
+    assert "weights: raw" in capsys.readouterr().out
+    assert main(args[:5] + [str(flag), "--canonical", "--max-steps", "5",
+                            "--config", str(raw_cfg)]) == 0  # fmt: skip
+    assert load_generator(flag).config.data.canonical is True
     cv = tmp_path / "cv"  # --folds: one generator per fold, pooled evaluation
     cv_args = args[:5] + [str(cv), "--config", str(cfg), "--max-steps", "5", "--folds", "2"]
     assert main(cv_args) == 0

@@ -13,7 +13,11 @@ from zoo_fixtures import tiny_spec_dict
 
 from generators.config import DataConfig
 from pipelines.build import build_zoo
-from pipelines.heldout_tasks import heldout_task_rows, heldout_task_summary
+from pipelines.heldout_tasks import (
+    heldout_task_rows,
+    heldout_task_summary,
+    pool_heldout_task_rows,
+)
 from zoo.population import Population
 from zoo.spec import ZooSpec
 from zoo.store import Zoo
@@ -86,3 +90,23 @@ def test_heldout_loss_ratio_regression(tmp_path: Path) -> None:
         expected
     )
     assert torch.isfinite(torch.tensor(expected)) and expected > 1
+
+
+def test_heldout_task_rows_pool_over_folds() -> None:
+    """Real figures are the folds' common ones; generated ones are averaged over the folds that
+    generated, their counts summed; a refusal stays only where no fold generated."""
+    real = {"population": "p", "task": "t", "width": 8, "kind": "classification",
+            "real_models": 3, "real_test_acc": 0.9, "real_test_loss": 0.3}  # fmt: skip
+    made = [{**real, "generated_models": 4, "generated_test_acc": a, "generated_test_loss": 1 - a}
+            for a in (0.6, 0.8)]  # fmt: skip
+    refused = {**real, "population": "q", "generated_models": 0, "refused": "unknown task"}
+    pooled = pool_heldout_task_rows([[made[0], refused], [made[1], refused]])
+    assert pooled[0]["generated_models"] == 8
+    assert pooled[0]["generated_test_acc"] == pytest.approx(0.7)
+    assert pooled[0]["generated_test_loss"] == pytest.approx(0.3)
+    assert pooled[0]["real_test_acc"] == 0.9
+    assert pooled[1]["generated_models"] == 0 and pooled[1]["refused"] == "unknown task"
+    s = heldout_task_summary(pooled, ["t"])
+    assert s["heldout_task_acc_ratio"] == pytest.approx(0.7 / 0.9)
+    with pytest.raises(ValueError):  # folds with other populations do not pool
+        pool_heldout_task_rows([[made[0]], [made[1], refused]])

@@ -62,3 +62,46 @@ def test_regression_zoo_is_evaluated_by_test_loss(tmp_path: Path, capsys) -> Non
     s = report["summary"]
     assert math.isfinite(s["loss_ratio"]) and "heldout_task_loss_ratio" in s
     assert torch.isfinite(torch.tensor(s["generated_loss"]))
+
+
+def test_regression_zoo_cross_validates(tmp_path: Path, capsys) -> None:
+    """``train-generator --folds`` on a regression zoo: a preset's calibration (it compares
+    predicted classes) is skipped with a note instead of failing after training, and the folds'
+    loss rows pool with every held-out real model counted once."""
+    spec = ZooSpec.from_dict(tiny_spec_dict(
+        tasks=TASKS, heldout_tasks=TASKS[1:], epochs=2, checkpoints=[0, 2], seeds=4,
+        temperature={"axis": "learning_rate", "values": [0.01, 0.02]},
+    ))  # fmt: skip
+    store = str(build_zoo(spec, tmp_path / "zoo.zarr", workers=0, metrics=False).location)
+    config = GaussianConfig().with_overrides({
+        "data.canonical": False, "data.exclude_phases": [], "model.pca_max_drop": None,
+        "calibrate.candidates": 2,
+    })  # fmt: skip
+    cfg = tmp_path / "gaussian.json"
+    config.save(cfg)
+    cv = tmp_path / "cv"
+    assert main(["train-generator", "gaussian", "--zoo", store, "--out", str(cv),
+                 "--config", str(cfg), "--folds", "2"]) == 0  # fmt: skip
+    out = capsys.readouterr()
+    assert "calibration skipped: its rule compares predicted classes" in out.err
+    assert "test MSE" in " ".join(out.out.split())
+    report = json.loads((cv / "evaluation.json").read_text())
+    assert report["task_kind"] == "regression" and len(report["folds"]) == 2
+    from generators import load_generator
+
+    ds = WeightDataset.from_zoo(store, None, load_generator(cv / "fold-0").config.data)
+    task = get_task(TASKS[0])
+    for row in report["per_group"]:
+        g = next(i for i, grp in enumerate(ds.groups) if grp.width == row["width"])
+        held = torch.cat([ds.with_fold(2, f).group_weights(g, False) for f in (0, 1)])
+        assert (
+            row["heldout_models"]
+            == len(held)
+            == len(ds.group_rows(g, True)) + len(ds.group_rows(g, False))
+        )  # every real model of the group is held out by exactly one fold
+        expected = float(split_losses(ds.groups[g].arch, task, held).mean())
+        assert row["heldout_loss"] == pytest.approx(expected, rel=1e-5)
+        assert row["loss_ratio"] == pytest.approx(row["generated_loss"] / expected, rel=1e-5)
+    s = report["summary"]
+    assert s["heldout_task_count"] == 1 and s["heldout_task_generated_count"] == 0  # refused
+    assert {r["task"] for r in report["heldout_tasks"]} == set(TASKS[1:])

@@ -80,8 +80,12 @@ def train_generator_cmd(
         ),
     ] = None,
     raw: Annotated[
-        bool, typer.Option("--raw", help="train on raw weights instead of canonical ones")
-    ] = False,
+        bool | None,
+        typer.Option(
+            "--raw/--canonical",
+            help="train on raw or canonical weights (default: the config's data.canonical)",
+        ),
+    ] = None,
     config: Annotated[
         Path | None,
         typer.Option(help="generator config, .toml or .json (default: data/generators/KIND.toml)"),
@@ -105,7 +109,8 @@ def train_generator_cmd(
         ),
     ] = 0,
 ) -> None:
-    """Train a weight generator on a zoo's canonical weights (raw ones with --raw) into OUT."""
+    """Train a weight generator on a zoo's weights (canonical unless --raw or the config's
+    data.canonical says otherwise) into OUT."""
     from generators import WeightDataset, calibration_of, make_generator
     from generators.training_rounds import distill_rounds
     from pipelines.generator_training import round_dir, train_generator
@@ -115,10 +120,11 @@ def train_generator_cmd(
         preset = generator_preset(kind.value)
         config = preset if preset.is_file() else None
     gen = make_generator(kind.value, config)
-    overrides = {"data.canonical": not raw}
+    overrides: dict[str, Any] = {} if raw is None else {"data.canonical": not raw}
     if seed is not None:
         overrides["training.seed"] = seed
-    gen.config = gen.config.with_overrides(overrides)
+    if overrides:
+        gen.config = gen.config.with_overrides(overrides)
     if folds:
         _cross_validate(gen, zoo, population, folds, out, max_steps)
         return
@@ -155,7 +161,7 @@ def train_generator_cmd(
                       "sample with --calibrated")  # fmt: skip
     note = f" (resumed at step {s.resumed_from})" if s.resumed_from else ""
     console.print(f"{s.steps} steps in {s.seconds:.1f} s{note}, final loss {s.final_loss:.4f}; "
-                  f"weights: {'raw' if raw else 'canonical'}")  # fmt: skip
+                  f"weights: {'canonical' if d.canonical else 'raw'}")  # fmt: skip
 
 
 def _cross_validate(
@@ -165,15 +171,34 @@ def _cross_validate(
     """``zoo train-generator --folds K``: K generators of ``gen``'s config, pooled evaluation."""
     from generators import make_generator
     from pipelines.crossval import cross_validate
-    from pipelines.demo import summary_table
 
     console = Console()
     report = cross_validate(
         lambda: make_generator(gen.kind, gen.config), zoo, folds, out, populations=population,
         max_steps=max_steps, label=f"{gen.kind}, {folds}-fold", console=console,
     )  # fmt: skip
-    console.print(summary_table({report["label"]: report},
-                                {report["label"]: max(report["train_seconds"])}))  # fmt: skip
+    print_report(console, report, out, {report["label"]: max(report["train_seconds"])})
+
+
+def print_report(
+    console: Console, report: dict[str, Any], out: Path, seconds: dict[str, float] | None = None
+) -> None:
+    """An evaluation report's tables (regression: the loss table; classification: summary and
+    per group), its held-out tasks' line and where its files are."""
+    from pipelines.demo import per_group_table, summary_table
+
+    if report.get("task_kind") == "regression":
+        console.print(regression_table(report))
+        console.print(f"results: {out / 'evaluation.json'}")
+        return
+    console.print(summary_table({report["label"]: report}, seconds))
+    console.print(per_group_table({"generated": report}))
+    s = report["summary"]
+    if s.get("heldout_task_generated_count"):
+        console.print(f"held-out tasks: generated nets reach {s['heldout_task_acc_ratio']:.1%} of "
+                      f"the real nets' test accuracy ({s['heldout_task_generated_acc']:.3f} vs "
+                      f"{s['heldout_task_real_acc']:.3f}, {s['heldout_task_generated_count']} "
+                      "task(s))")  # fmt: skip
     console.print(f"results: {out / 'evaluation.json'}; plots: {', '.join(report['plots'])}")
 
 
@@ -357,7 +382,6 @@ def evaluate(
     from generators.run_dir import CONFIG_FILE
     from generators.selection import check_rule
     from pipelines.crossval import evaluate_folds, fold_dirs
-    from pipelines.demo import per_group_table, summary_table
     from pipelines.evaluate import WEIGHT_SWEEP, EvalSettings, dataset_for, evaluate_generator
 
     check_finite(temperature=temperature, disagreement_weight=disagreement_weight)
@@ -393,14 +417,7 @@ def evaluate(
         report = evaluate_generator(
             gen, dataset_for(gen, zoo), settings, out, label=str(run_dir), zoo=zoo
         )
-    console = Console()
-    if report.get("task_kind") == "regression":
-        console.print(regression_table(report))
-        console.print(f"results: {out / 'evaluation.json'}")
-        return
-    console.print(summary_table({str(run_dir): report}))
-    console.print(per_group_table({"generated": report}))
-    console.print(f"results: {out / 'evaluation.json'}; plots: {', '.join(report['plots'])}")
+    print_report(Console(), report, out)
 
 
 def regression_table(report: dict[str, Any]) -> Table:
