@@ -322,6 +322,14 @@ class WeightGenerator(ABC):
     @classmethod
     def load(cls, run_dir: str | Path) -> WeightGenerator:
         meta, tensors = read_run_dir(run_dir)
+        return cls.from_saved(meta, tensors, run_dir)
+
+    @classmethod
+    def from_saved(
+        cls, meta: dict[str, Any], tensors: dict[str, Tensor], run_dir: str | Path
+    ) -> WeightGenerator:
+        """The generator a run dir holds, from what :func:`read_run_dir` read of it (``run_dir``
+        names it in errors)."""
         if meta["kind"] != cls.kind:
             raise ValueError(f"{run_dir} holds a {meta['kind']!r} generator, not {cls.kind!r}")
         gen = cls(cls.config_class.from_dict(meta["config"]))

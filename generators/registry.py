@@ -6,7 +6,6 @@ A new kind subclasses :class:`generators.base.WeightGenerator` and adds its clas
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from generators.base import WeightGenerator
@@ -16,7 +15,7 @@ from generators.flow import FlowGenerator
 from generators.gaussian import GaussianGenerator
 from generators.hyper import HyperGenerator
 from generators.neumeta import NeuMetaGenerator
-from generators.run_dir import CONFIG_FILE, read_run_dir
+from generators.run_dir import read_run_dir
 
 GENERATORS: dict[str, type[WeightGenerator]] = {
     cls.kind: cls
@@ -48,6 +47,5 @@ def make_generator(
 
 def load_generator(run_dir: str | Path) -> WeightGenerator:
     """The trained generator saved in ``run_dir`` (``generator.json`` + ``generator.safetensors``)."""
-    read_run_dir(run_dir)  # clear errors for a missing or foreign directory
-    kind = json.loads((Path(run_dir) / CONFIG_FILE).read_text())["kind"]
-    return generator_class(kind).load(run_dir)
+    meta, tensors = read_run_dir(run_dir)  # clear errors for a missing or foreign directory
+    return generator_class(meta["kind"]).from_saved(meta, tensors, run_dir)
