@@ -10,7 +10,7 @@ training seconds (per fold) and the seconds per 1,000 nets of the widest width (
 generator); beside the real nets' own readings. A new kind appears here by being registered.
 
     python benchmarks/generators.py [--zoo STORE] [--folds K] [--kinds KIND ...] [--max-steps N]
-        [--set KEY=VALUE ...] [--out JSON]
+        [--set KEY=VALUE ...] [--sample KEY=VALUE ...] [--out JSON]
 
 Writes ``benchmarks/results/generators.json`` and ``generators.png`` (accuracy against
 disagreement, one point per kind and way); ``--kinds`` reruns some kinds into an existing JSON.
@@ -41,6 +41,7 @@ from pipelines.demo import preset_generator  # noqa: E402
 from pipelines.evaluate import EvalSettings  # noqa: E402
 from pipelines.key_values import parse_key_values  # noqa: E402
 from pipelines.kinds import (  # noqa: E402
+    READINGS,
     calibrated_best_of,
     column,
     comparison_table,
@@ -62,10 +63,11 @@ def fold_range(report: dict[str, Any], key: str) -> list[float]:
 
 def run_kind(
     kind: str, zoo: str, folds: int, work: Path, n: int, max_steps: int | None,
-    overrides: dict[str, Any], timing_nets: int,
+    overrides: dict[str, Any], timing_nets: int, options: dict[str, Any],
 ) -> tuple[dict[str, Any], dict[str, float]]:  # fmt: skip
-    """One kind: its column of figures (:func:`pipelines.kinds.column`, plus per-fold detail)
-    and the real nets' readings of the zoo."""
+    """One kind: its column of figures (:func:`pipelines.kinds.column`, plus per-fold detail;
+    with ``options``, the same fold generators sampled with them too, as ``sampled``) and the
+    real nets' readings of the zoo."""
     settings = EvalSettings(n=n, sweep=())
     run = work / kind
     plain = cross_validate(partial(preset_generator, kind, overrides), zoo, folds, run, settings,
@@ -92,6 +94,14 @@ def run_kind(
         col["calibrated"]["weight_per_fold"] = [
             calibrated_sampling(g)["disagreement_weight"] for g in gens
         ]
+    if options:
+        sampled = evaluate_folds(run, zoo, EvalSettings(n=n, sweep=(), sample_options=options),
+                                 run / "sampled", label=f"{kind}, sampled")  # fmt: skip
+        col["sampled"] = {
+            **{k: sampled["summary"][k] for k in READINGS}, "sample_options": options,
+            "seconds_per_1000": per_1000 * sampling_seconds(gens[0], timing_nets, options),
+            "acc_ratio_fold_range": fold_range(sampled, "acc_ratio_free"),
+        }  # fmt: skip
     return col, real_readings(plain)
 
 
@@ -105,6 +115,9 @@ def main() -> None:
     )
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                     help="config override for every kind, e.g. calibrate.per_net=4")  # fmt: skip
+    ap.add_argument("--sample", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="also evaluate the same generators sampled with these options, e.g. "
+                    "data_guidance=0.05 (a kind's sampling options)")  # fmt: skip
     ap.add_argument("--n", type=int, default=100, help="generated nets per width and fold")
     ap.add_argument("--timing-nets", type=int, default=1000, help="nets sampled to time sampling")
     ap.add_argument("--out", type=Path, default=RESULTS, help="results JSON (PNG beside it)")
@@ -117,6 +130,7 @@ def main() -> None:
         raise SystemExit(f"unknown kind(s) {unknown} (registered: {', '.join(GENERATORS)})")
     try:
         overrides = parse_key_values(args.set, "--set")
+        options = parse_key_values(args.sample, "--sample")
     except ValueError as e:
         raise SystemExit(str(e)) from None
     results = json.loads(args.out.read_text()) if args.out.exists() and args.kinds else {}
@@ -129,7 +143,8 @@ def main() -> None:
             console.rule(f"{kind}: {args.folds} folds")
             zoo = store_for(kind, args.zoo, console)  # NeuMeta: a smooth-ordered copy
             columns[kind], readings = run_kind(kind, zoo, args.folds, Path(tmp), args.n,
-                                               args.max_steps, overrides, args.timing_nets)  # fmt: skip
+                                               args.max_steps, overrides, args.timing_nets,
+                                               options)  # fmt: skip
             columns[kind]["zoo"] = zoo
             columns[kind]["real"] = readings  # of this kind's data filter and split
             # the table's real nets: the first registered kind's (the flow's preset filter)
@@ -144,6 +159,13 @@ def main() -> None:
             args.out.parent.mkdir(parents=True, exist_ok=True)
             args.out.write_text(json.dumps(results, indent=2) + "\n")
             console.print(comparison_table([columns[kind]], real))
+            if "sampled" in columns[kind]:
+                sm = columns[kind]["sampled"]
+                console.print(f"{kind} sampled with {options}: accuracy ratio "
+                              f"{sm['acc_ratio_free']:.1%}, disagreement "
+                              f"{sm['nn_disagreement']:.1%}, distance ratio "
+                              f"{sm['distance_ratio']:.1%}, {sm['seconds_per_1000']:.2f} s "
+                              "per 1,000 nets")  # fmt: skip
     ordered = results["kinds"]
     plot = plot_kinds(ordered, results["real"], args.out.with_suffix(".png"))
     console.print(comparison_table(ordered, results["real"]))
