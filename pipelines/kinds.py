@@ -153,23 +153,31 @@ def plot_kinds(columns: list[dict[str, Any]], real: dict[str, float], path: str 
     fig, ax = plt.subplots(figsize=(8, 5.5))
     for i, c in enumerate(columns):
         color = f"C{i}"
-        for way, marker in (("plain", "o"), ("calibrated", "X")):
+        for way, marker in (("plain", "o"), ("calibrated", "X"), ("sampled", "s")):
             if way in c:
                 x, y = c[way]["nn_disagreement"], c[way]["acc_ratio_free"]
                 ax.scatter(x, y, marker=marker, color=color, s=60)
-                name = c["kind"] if way == "plain" else f"{c['kind']}, calibrated"
+                name = c["kind"] if way == "plain" else f"{c['kind']}, {way}"
+                if way == "sampled":  # benchmarks/generators.py --sample: its options
+                    name += " " + " ".join(f"{k}={v}" for k, v in c[way]["sample_options"].items())
                 ax.annotate(name, (x, y), fontsize=8, xytext=(5, 3), textcoords="offset points")
     ax.axhline(0.98, color="k", ls="--", lw=1, label="98% of held-out accuracy")
     ax.axvline(real["real_nn_disagreement"], color="tab:red", ls="-.", lw=1,
                label="real: held-out net vs its nearest training net")  # fmt: skip
     ax.axvline(real["real_pair_disagreement"], color="tab:green", ls=":", lw=1,
                label="real: mean over pairs of a width")  # fmt: skip
+    replicates = real.get("real_replicate_disagreement", float("nan"))
+    if replicates == replicates:
+        ax.axvline(replicates, color="tab:purple", ls="--", lw=1,
+                   label="real: replicates (same recipe, other seed)")  # fmt: skip
     ax.set_xlabel("prediction disagreement with the nearest training net (test split)")
     ax.set_ylabel("mean test accuracy, generated / held-out real")
-    ax.set_title("generator kinds: accuracy vs novelty (o plain, x calibrated best of k)",
+    ax.set_title("generator kinds: accuracy vs novelty (o plain, x calibrated best of k, "
+                 "square: sampled with options)",
                  fontsize=10)  # fmt: skip
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower left")
+    ax.legend(fontsize=8, loc="best")
+    ax.margins(x=0.1, y=0.15)  # room for the labels
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -53,3 +53,36 @@ def test_frontier_plot_is_written(variants: ModuleType, tmp_path: Path) -> None:
     }
     out = variants.plot_frontier(results, tmp_path / "frontier.png", "zoo.zarr")
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_kinds_plot_draws_every_way_with_its_options(tmp_path: Path) -> None:
+    """benchmarks/generators.py's plot: plain, calibrated and ``--sample`` points, the sampled
+    one labelled with its options, from a results dict alone."""
+    import matplotlib.pyplot as plt
+
+    from pipelines.kinds import plot_kinds
+
+    way = {"acc_ratio_free": 0.93, "nn_disagreement": 0.22}
+    col = {"kind": "diffusion", "plain": way, "calibrated": {**way, "acc_ratio_free": 0.95},
+           "sampled": {"acc_ratio_free": 0.98, "nn_disagreement": 0.27,
+                       "sample_options": {"data_guidance": 0.05}}}  # fmt: skip
+    real = {"real_nn_disagreement": 0.45, "real_pair_disagreement": 0.33,
+            "real_replicate_disagreement": 0.26}  # fmt: skip
+    texts: list[str] = []
+    real_savefig = plt.Figure.savefig
+
+    def keep_texts(fig, path, **kw):  # the figure's labels, read before it is closed
+        texts.extend(t.get_text() for ax in fig.axes for t in ax.texts)
+        texts.extend(t.get_text() for ax in fig.axes for t in ax.get_legend().get_texts())
+        return real_savefig(fig, path, **kw)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(plt.Figure, "savefig", keep_texts)
+        path = plot_kinds([col], real, tmp_path / "kinds.png")
+    assert path.is_file() and path.stat().st_size > 0
+    assert texts[:3] == [
+        "diffusion",
+        "diffusion, calibrated",
+        "diffusion, sampled data_guidance=0.05",
+    ]
+    assert "real: replicates (same recipe, other seed)" in texts
