@@ -152,6 +152,22 @@ def test_cli_train_sample_evaluate(store: str, tmp_path: Path, capsys) -> None:
     assert (run / "evaluation" / "per_group.png").is_file()
     assert [r["group"] for r in report["per_group"]] == ["moons/w4", "moons/w8"]
     assert 0 <= report["summary"]["generated_acc_free"] <= 1
+    # a kind's own sampling options, as for zoo sample
+    opt_out = tmp_path / "eval-steps"
+    assert main(["evaluate", str(run), "--zoo", store, "--n", "4", "--out", str(opt_out),
+                 "--option", "steps=2"]) == 0  # fmt: skip
+    stepped = json.loads((opt_out / "evaluation.json").read_text())
+    assert stepped["settings"]["sample_options"] == {"steps": 2}
+    capsys.readouterr()
+    assert main(["evaluate", str(run), "--zoo", store, "--out", str(opt_out),
+                 "--option", "nope=1"]) == 2  # fmt: skip
+    assert "unknown sampling option(s) ['nope']" in capsys.readouterr().err
+    assert main(["evaluate", str(run), "--zoo", store, "--out", str(opt_out), "--temperature",
+                 "0.5", "--option", "temperature=1.0"]) == 2  # fmt: skip
+    assert "--option temperature repeats an option given by its own flag" in (
+        capsys.readouterr().err
+    )
+    assert json.loads((opt_out / "evaluation.json").read_text()) == stepped  # nothing lost
     raw = tmp_path / "raw"
     assert main(args[:5] + [str(raw), "--raw", "--max-steps", "5", "--config", str(cfg)]) == 0
     assert load_generator(raw).config.data.canonical is False

@@ -48,6 +48,12 @@ TemperatureOpt = typer.Option(
     help="scale of the source noise the draws start from (below 1: closer to the training "
     "nets, more accurate; default: the generator's config)"
 )
+KindOptionOpt = typer.Option(
+    "--option",
+    metavar="KEY=VALUE",
+    help="a sampling option of the generator's kind, the value read as TOML (repeat for "
+    'several), e.g. diffusion: data_guidance=0.05, data_guidance_steps=32, sampler="ddim"',
+)
 
 
 def calibrated_options(gen: Any, given: dict[str, Any]) -> dict[str, Any]:
@@ -243,16 +249,7 @@ def sample(
     select: Annotated[str, SelectOpt] = "closest",
     disagreement_weight: Annotated[float | None, WeightOpt] = None,
     calibrated: Annotated[bool, CalibratedOpt] = False,
-    option: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--option",
-            metavar="KEY=VALUE",
-            help="a sampling option of the generator's kind, the value read as TOML (repeat "
-            "for several), e.g. diffusion: data_guidance=0.05, data_guidance_steps=32, "
-            'project_steps=true, sampler="ddim"',
-        ),
-    ] = None,
+    option: Annotated[list[str] | None, KindOptionOpt] = None,
 ) -> None:
     """Sample new networks from a trained generator and write them to a file (.zarr streams
     in chunks: memory stays bounded whatever --n)."""
@@ -273,10 +270,7 @@ def sample(
                                   ).items() if v is not None}  # fmt: skip
     opts.update({k: v for k, v in dict(candidates=candidates, select=select).items()
                  if v not in (1, "closest")})  # fmt: skip
-    for key, value in parse_key_values(option or [], "--option").items():
-        if key in opts:
-            raise ValueError(f"--option {key} repeats an option given by its own flag")
-        opts[key] = value
+    opts = with_kind_options(opts, option)
     if calibrated:
         opts = calibrated_options(gen, opts)
     candidates, select = opts.get("candidates", 1), opts.get("select", "closest")
@@ -313,6 +307,17 @@ def sample(
         dis = float(pop.conditioning["nearest_train_disagreement"].mean())
         Console().print(f"disagreement with the nearest training net (validation split): "
                         f"{dis:.3f} on average", highlight=False)  # fmt: skip
+
+
+def with_kind_options(opts: dict[str, Any], option: list[str] | None) -> dict[str, Any]:
+    """``opts`` plus the ``--option KEY=VALUE`` items (a ValueError for a malformed one or a key
+    that one of the command's own flags already set)."""
+    out = dict(opts)
+    for key, value in parse_key_values(option or [], "--option").items():
+        if key in out:
+            raise ValueError(f"--option {key} repeats an option given by its own flag")
+        out[key] = value
+    return out
 
 
 def check_finite(**options: float | None) -> None:
@@ -372,6 +377,7 @@ def evaluate(
             "interpolated from the two neighbouring widths' real nets elsewhere"
         ),
     ] = None,
+    option: Annotated[list[str] | None, KindOptionOpt] = None,
 ) -> None:
     """Compare generated nets with held-out real ones: accuracy, novelty, diversity, ensembles.
 
@@ -400,7 +406,8 @@ def evaluate(
         "temperature": (temperature, None),
         "disagreement_weight": (disagreement_weight, None),
     }  # (value, default); a sweep still sweeps its knob
-    options: dict[str, Any] = {k: v for k, (v, default) in given.items() if v != default}
+    options = with_kind_options({k: v for k, (v, default) in given.items() if v != default},
+                                option)  # fmt: skip
     if calibrated:  # each fold's generator keeps by its own calibrated weight
         folds = fold_dirs(run_dir)
         options = calibrated_options(load_generator(folds[0] if folds else run_dir), options)
