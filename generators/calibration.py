@@ -24,7 +24,6 @@ from the distilled generators: see the README ("Calibrated weight").
 
 from __future__ import annotations
 
-import sys
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -173,16 +172,11 @@ def calibrate_weight(generator: WeightGenerator, cfg: CalibrateConfig, seed: int
 
 def calibrate(generator: WeightGenerator) -> Calibration | None:
     """Calibrate a trained ``generator``'s ``weighted`` rule by its ``config.calibrate`` (None
-    where that is off, or where a task has no classes to compare: a note on stderr) and keep the result in its records, saved with it; best-of-k sampling
+    where that is off) and keep the result in its records, saved with it; best-of-k sampling
     (:func:`generators.sampling.sample`) then takes it as its default weight."""
     cfg = generator.config.calibrate
     generator.records.pop(RECORD, None)
     if not cfg.candidates:
-        return None
-    unclassed = [t for t in generator.require_info().tasks if get_task(t).kind != "classification"]
-    if unclassed:  # a preset's calibration on a regression zoo: train and save, not calibrate
-        print(f"calibration skipped: its rule compares predicted classes and task "
-              f"{unclassed[0]!r} is a {get_task(unclassed[0]).kind} task", file=sys.stderr)  # fmt: skip
         return None
     calibration = calibrate_weight(generator, cfg, generator.config.training.seed)
     generator.records[RECORD] = calibration.to_dict()

@@ -7,6 +7,7 @@ runs the same rounds under Lightning.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 
 from generators.base import WeightGenerator
@@ -14,6 +15,7 @@ from generators.calibration import calibrate
 from generators.dataset import WeightDataset
 from generators.distillation import Distilled, distill_nets
 from generators.selection import PromptSelection
+from zoo.tasks import get_task
 
 
 def distill_rounds(generator: WeightGenerator) -> int:
@@ -23,9 +25,20 @@ def distill_rounds(generator: WeightGenerator) -> int:
 
 
 def check_strategies(generator: WeightGenerator, dataset: WeightDataset) -> None:
-    """A ValueError before any training where the config's distillation or calibration could
-    not run on this dataset (they come after the first training)."""
+    """Before any training (the strategies come after the first): turn distillation and
+    calibration off, with a note on stderr, where the dataset cannot serve them at all (they
+    keep draws by a measured accuracy and predicted classes: a regression zoo has neither), so
+    a preset still trains on it and its saved config says what ran; then a ValueError where the
+    config's settings could not run on this dataset."""
     dc, cc = generator.config.distill, generator.config.calibrate
+    unclassed = [t for t in dataset.tasks if get_task(t).kind != "classification"]
+    if unclassed and (dc.per_net > 0 or cc.candidates > 0):
+        print(f"self-distillation and calibration off: they compare predicted classes and "
+              f"task {unclassed[0]!r} is a {get_task(unclassed[0]).kind} task", file=sys.stderr)  # fmt: skip
+        generator.config = generator.config.with_overrides(
+            {"distill.per_net": 0, "calibrate.candidates": 0}
+        )
+        dc, cc = generator.config.distill, generator.config.calibrate
     prop = dataset.config.property
     if dc.per_net > 0:
         PromptSelection(dc.candidates, prop, "weighted", dc.disagreement_weight)

@@ -65,9 +65,10 @@ def test_regression_zoo_is_evaluated_by_test_loss(tmp_path: Path, capsys) -> Non
 
 
 def test_regression_zoo_cross_validates(tmp_path: Path, capsys) -> None:
-    """``train-generator --folds`` on a regression zoo: a preset's calibration (it compares
-    predicted classes) is skipped with a note instead of failing after training, and the folds'
-    loss rows pool with every held-out real model counted once."""
+    """``train-generator --folds`` on a regression zoo: a preset's self-distillation and
+    calibration (they compare predicted classes) are turned off with a note before training,
+    instead of failing after it, and the folds' loss rows pool with every held-out real model
+    counted once."""
     spec = ZooSpec.from_dict(tiny_spec_dict(
         tasks=TASKS, heldout_tasks=TASKS[1:], epochs=2, checkpoints=[0, 2], seeds=4,
         temperature={"axis": "learning_rate", "values": [0.01, 0.02]},
@@ -75,7 +76,7 @@ def test_regression_zoo_cross_validates(tmp_path: Path, capsys) -> None:
     store = str(build_zoo(spec, tmp_path / "zoo.zarr", workers=0, metrics=False).location)
     config = GaussianConfig().with_overrides({
         "data.canonical": False, "data.exclude_phases": [], "model.pca_max_drop": None,
-        "calibrate.candidates": 2,
+        "calibrate.candidates": 2, "distill.per_net": 1,
     })  # fmt: skip
     cfg = tmp_path / "gaussian.json"
     config.save(cfg)
@@ -83,13 +84,15 @@ def test_regression_zoo_cross_validates(tmp_path: Path, capsys) -> None:
     assert main(["train-generator", "gaussian", "--zoo", store, "--out", str(cv),
                  "--config", str(cfg), "--folds", "2"]) == 0  # fmt: skip
     out = capsys.readouterr()
-    assert "calibration skipped: its rule compares predicted classes" in out.err
+    assert "self-distillation and calibration off: they compare predicted classes" in out.err
     assert "test MSE" in " ".join(out.out.split())
     report = json.loads((cv / "evaluation.json").read_text())
     assert report["task_kind"] == "regression" and len(report["folds"]) == 2
     from generators import load_generator
 
-    ds = WeightDataset.from_zoo(store, None, load_generator(cv / "fold-0").config.data)
+    saved = load_generator(cv / "fold-0").config
+    assert saved.distill.per_net == 0 and saved.calibrate.candidates == 0  # what ran
+    ds = WeightDataset.from_zoo(store, None, saved.data)
     task = get_task(TASKS[0])
     for row in report["per_group"]:
         g = next(i for i, grp in enumerate(ds.groups) if grp.width == row["width"])
