@@ -101,7 +101,10 @@ def pool_regression_row(folds: list[dict[str, Any]]) -> dict[str, Any]:
     real model counts once), the generated and training figures averaged over folds."""
     held = [(r["heldout_loss"], r["heldout_models"]) for r in folds if r["heldout_models"]]
     n_held = sum(m for _, m in held)
-    row = {**folds[0], **_mean_dict([{k: r[k] for k in REGRESSION_MEANS} for r in folds])}
+    # NaN-aware: a fold without held-out models of this group has no held-out distance
+    means = {k: float(np.nanmean([r[k] for r in folds])) if any(r[k] == r[k] for r in folds)
+             else float("nan") for k in REGRESSION_MEANS}  # fmt: skip
+    row = {**folds[0], **means}
     row["heldout_models"] = n_held
     row["heldout_loss"] = sum(v * m for v, m in held) / n_held if n_held else float("nan")
     row["loss_ratio"] = ratio(row["generated_loss"], row["heldout_loss"])
