@@ -31,10 +31,11 @@ def check_strategies(generator: WeightGenerator, dataset: WeightDataset) -> None
     a preset still trains on it and its saved config says what ran; then a ValueError where the
     config's settings could not run on this dataset."""
     dc, cc = generator.config.distill, generator.config.calibrate
-    unclassed = [t for t in dataset.tasks if get_task(t).kind != "classification"]
+    kinds = {t: get_task(t).kind for t in dataset.tasks}
+    unclassed = [t for t, kind in kinds.items() if kind != "classification"]
     if unclassed and (dc.per_net > 0 or cc.candidates > 0):
         print(f"self-distillation and calibration off: they compare predicted classes and "
-              f"task {unclassed[0]!r} is a {get_task(unclassed[0]).kind} task", file=sys.stderr)  # fmt: skip
+              f"task {unclassed[0]!r} is a {kinds[unclassed[0]]} task", file=sys.stderr)  # fmt: skip
         generator.config = generator.config.with_overrides(
             {"distill.per_net": 0, "calibrate.candidates": 0}
         )

@@ -33,6 +33,7 @@ from pipelines.evaluate import (
     summary,
     write_report,
 )
+from pipelines.heldout_tasks import finite_mean, heldout_task_summary, pool_heldout_task_rows
 
 # summary figures that do not depend on the fold (all real nets, whatever the split): pooled,
 # the first fold's value
@@ -101,10 +102,8 @@ def pool_regression_row(folds: list[dict[str, Any]]) -> dict[str, Any]:
     real model counts once), the generated and training figures averaged over folds."""
     held = [(r["heldout_loss"], r["heldout_models"]) for r in folds if r["heldout_models"]]
     n_held = sum(m for _, m in held)
-    # NaN-aware: a fold without held-out models of this group has no held-out distance
-    means = {k: float(np.nanmean([r[k] for r in folds])) if any(r[k] == r[k] for r in folds)
-             else float("nan") for k in REGRESSION_MEANS}  # fmt: skip
-    row = {**folds[0], **means}
+    # finite means: a fold without held-out models of this group has no held-out distance
+    row = {**folds[0], **{k: finite_mean(folds, k) for k in REGRESSION_MEANS}}
     row["heldout_models"] = n_held
     row["heldout_loss"] = sum(v * m for v, m in held) / n_held if n_held else float("nan")
     row["loss_ratio"] = ratio(row["generated_loss"], row["heldout_loss"])
@@ -114,7 +113,6 @@ def pool_regression_row(folds: list[dict[str, Any]]) -> dict[str, Any]:
 def pool_reports(reports: list[dict[str, Any]], label: str = "") -> dict[str, Any]:
     """The per-fold reports of :func:`pipelines.evaluate.evaluate_generator` (classification or
     regression), pooled, their held-out task rows too."""
-    from pipelines.heldout_tasks import heldout_task_summary, pool_heldout_task_rows
     from pipelines.regression_evaluation import regression_summary
 
     if not reports:
@@ -122,8 +120,7 @@ def pool_reports(reports: list[dict[str, Any]], label: str = "") -> dict[str, An
     first = reports[0]
     held = pool_heldout_task_rows([r.get("heldout_tasks", []) for r in reports])
     # the count of held-out tasks is the data config's, the same in every fold
-    held_summary = {**heldout_task_summary(held, []),
-                    "heldout_task_count": first["summary"].get("heldout_task_count", 0)}  # fmt: skip
+    held_summary = heldout_task_summary(held, first["summary"].get("heldout_task_count", 0))
     common = {
         "label": label or first["label"], "kind": first["kind"], "canonical": first["canonical"],
         "settings": {**first["settings"], "folds": len(reports)}, "heldout_tasks": held,

@@ -344,7 +344,7 @@ def evaluate_generator(
                                  tasks[ds.groups[g].task]) for g in range(len(ds.groups))]  # fmt: skip
         report = {"label": label, "kind": gen.kind, "task_kind": "regression",
                   "canonical": ds.config.canonical, "settings": {**s.__dict__, "sweep": []},
-                  "summary": {**regression_summary(rows), **heldout_task_summary(held_rows, held)},
+                  "summary": {**regression_summary(rows), **heldout_task_summary(held_rows, len(held))},
                   "per_group": rows, "heldout_tasks": held_rows, "tradeoff": []}  # fmt: skip
         return write_report(report, out_dir) if out_dir is not None else report
     if len(kinds) > 1:
@@ -354,7 +354,7 @@ def evaluate_generator(
     summary = {
         **aggregate(groups),
         "real_task_pair_disagreement": task_pair_disagreement(ds, tasks),
-        **heldout_task_summary(held_rows, held),
+        **heldout_task_summary(held_rows, len(held)),
     }
     report = {"label": label, "kind": gen.kind, "canonical": ds.config.canonical,
               "settings": {**s.__dict__, "sweep": list(s.sweep)},

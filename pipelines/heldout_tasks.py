@@ -29,7 +29,8 @@ from zoo.training import evaluate
 NAN = float("nan")
 
 
-def _mean(rows: list[dict[str, Any]], key: str) -> float:
+def finite_mean(rows: list[dict[str, Any]], key: str) -> float:
+    """Mean of ``key`` over the rows where it is present and finite (NaN where none is)."""
     vals = [r[key] for r in rows if math.isfinite(r.get(key, NAN))]
     return float(np.mean(vals)) if vals else NAN
 
@@ -65,24 +66,25 @@ def heldout_task_rows(
     return rows
 
 
-def heldout_task_summary(rows: list[dict[str, Any]], tasks: list[str]) -> dict[str, Any]:
-    """Seen vs held-out headline numbers for ``evaluation.json``'s summary."""
+def heldout_task_summary(rows: list[dict[str, Any]], count: int) -> dict[str, Any]:
+    """Seen vs held-out headline numbers for ``evaluation.json``'s summary; ``count``: the
+    held-out tasks the data config names (some may have no population in the zoo)."""
     cls = [r for r in rows if r["kind"] == "classification" and r["generated_models"]]
     reg = [r for r in rows if r["kind"] == "regression" and r["generated_models"]]
 
     def ratio(rs: list[dict[str, Any]], gen_key: str, real_key: str) -> float:
-        g, r = _mean(rs, gen_key), _mean(rs, real_key)
+        g, r = finite_mean(rs, gen_key), finite_mean(rs, real_key)
         return g / r if math.isfinite(g) and math.isfinite(r) and r != 0 else NAN
 
     return {
-        "heldout_task_count": len(tasks),
+        "heldout_task_count": count,
         "heldout_task_generated_count": len({r["task"] for r in rows if r["generated_models"]}),
         "heldout_task_acc_ratio": ratio(cls, "generated_test_acc", "real_test_acc"),
         "heldout_task_loss_ratio": ratio(reg, "generated_test_loss", "real_test_loss"),
-        "heldout_task_generated_acc": _mean(cls, "generated_test_acc"),
-        "heldout_task_real_acc": _mean(cls, "real_test_acc"),
-        "heldout_task_generated_loss": _mean(reg, "generated_test_loss"),
-        "heldout_task_real_loss": _mean(reg, "real_test_loss"),
+        "heldout_task_generated_acc": finite_mean(cls, "generated_test_acc"),
+        "heldout_task_real_acc": finite_mean(cls, "real_test_acc"),
+        "heldout_task_generated_loss": finite_mean(reg, "generated_test_loss"),
+        "heldout_task_real_loss": finite_mean(reg, "real_test_loss"),
     }
 
 
@@ -95,10 +97,9 @@ def pool_heldout_task_rows(folds: list[list[dict[str, Any]]]) -> list[dict[str, 
         row = dict(rows[0])
         made = [r for r in rows if r["generated_models"]]
         row["generated_models"] = sum(r["generated_models"] for r in made)
-        for key in ("generated_test_acc", "generated_test_loss"):
-            if made:
-                row[key] = float(np.mean([r[key] for r in made]))
         if made:
+            row.update({key: float(np.mean([r[key] for r in made]))
+                        for key in ("generated_test_acc", "generated_test_loss")})  # fmt: skip
             row.pop("refused", None)
         pooled.append(row)
     return pooled

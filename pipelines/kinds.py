@@ -76,16 +76,17 @@ def sampling_seconds(gen: Any, n: int = 1000, options: dict[str, Any] | None = N
     return time.perf_counter() - t0
 
 
+def way(report: dict[str, Any], seconds: float) -> dict[str, float]:
+    """One sampling way's figures: the report's ``READINGS`` and its seconds per 1,000 nets."""
+    return {**{k: report["summary"][k] for k in READINGS}, "seconds_per_1000": seconds}
+
+
 def column(
     kind: str, plain: dict[str, Any], calibrated: dict[str, Any] | None, train_seconds: float,
     seconds: tuple[float, float | None], widest: int,
 ) -> dict[str, Any]:  # fmt: skip
     """One kind's figures: ``plain`` / ``calibrated`` evaluation reports (None: no calibration),
     its training seconds, and the seconds per 1,000 widest nets of each sampling way."""
-
-    def way(report: dict[str, Any], s: float) -> dict[str, float]:
-        return {**{k: report["summary"][k] for k in READINGS}, "seconds_per_1000": s}
-
     out: dict[str, Any] = {"kind": kind, "train_seconds": train_seconds, "width": widest,
                            "plain": way(plain, seconds[0])}  # fmt: skip
     if calibrated is not None and seconds[1] is not None:

@@ -67,7 +67,7 @@ def test_heldout_rows_and_ratios_classification(tmp_path: Path) -> None:
         assert r["real_test_acc"] == pytest.approx(real, abs=1e-6)
         assert r["generated_test_acc"] == r["real_test_acc"]  # the mirror draws the real nets
     assert all(r["generated_models"] == 0 and "unknown task" in r["refused"] for r in rows[2:])
-    s = heldout_task_summary(rows, ["blobs", "blobs:centers=3"])
+    s = heldout_task_summary(rows, 2)
     assert s["heldout_task_acc_ratio"] == 1.0 and math.isnan(s["heldout_task_loss_ratio"])
     assert (s["heldout_task_count"], s["heldout_task_generated_count"]) == (2, 1)
 
@@ -79,14 +79,14 @@ def test_heldout_loss_ratio_regression(tmp_path: Path) -> None:
     data = DataConfig(canonical=False, property="", heldout_tasks=tasks[1:])
     rows = heldout_task_rows(_Mirror(z, data, refuse=""), z, 4, 0, {})
     assert {r["task"] for r in rows} == {tasks[1]} and rows[0]["params"]["amplitude"] == 2.0
-    s = heldout_task_summary(rows, tasks[1:])
+    s = heldout_task_summary(rows, len(tasks[1:]))
     assert s["heldout_task_loss_ratio"] == 1.0 and math.isnan(s["heldout_task_acc_ratio"])
     # the formula: mean generated loss over mean real loss, pooled over populations
     rows[0]["generated_test_loss"] *= 3.0
     expected = (sum(r["generated_test_loss"] for r in rows) / len(rows)) / (
         sum(r["real_test_loss"] for r in rows) / len(rows)
     )
-    assert heldout_task_summary(rows, tasks[1:])["heldout_task_loss_ratio"] == pytest.approx(
+    assert heldout_task_summary(rows, len(tasks[1:]))["heldout_task_loss_ratio"] == pytest.approx(
         expected
     )
     assert torch.isfinite(torch.tensor(expected)) and expected > 1
@@ -106,7 +106,7 @@ def test_heldout_task_rows_pool_over_folds() -> None:
     assert pooled[0]["generated_test_loss"] == pytest.approx(0.3)
     assert pooled[0]["real_test_acc"] == 0.9
     assert pooled[1]["generated_models"] == 0 and pooled[1]["refused"] == "unknown task"
-    s = heldout_task_summary(pooled, ["t"])
+    s = heldout_task_summary(pooled, 1)
     assert s["heldout_task_acc_ratio"] == pytest.approx(0.7 / 0.9)
     with pytest.raises(ValueError):  # folds with other populations do not pool
         pool_heldout_task_rows([[made[0]], [made[1], refused]])

@@ -22,12 +22,17 @@ from zoo.training import task_loss
 TASKS = ["sinusoid:amplitude=1,phase=0", "sinusoid:amplitude=2,phase=0"]
 
 
-def test_regression_zoo_is_evaluated_by_test_loss(tmp_path: Path, capsys) -> None:
+def regression_zoo(tmp_path: Path, seeds: int) -> str:
+    """A tiny sinusoids zoo (its second task held out), built in ``tmp_path``."""
     spec = ZooSpec.from_dict(tiny_spec_dict(
-        tasks=TASKS, heldout_tasks=TASKS[1:], epochs=2, checkpoints=[0, 2], seeds=3,
+        tasks=TASKS, heldout_tasks=TASKS[1:], epochs=2, checkpoints=[0, 2], seeds=seeds,
         temperature={"axis": "learning_rate", "values": [0.01, 0.02]},
     ))  # fmt: skip
-    store = str(build_zoo(spec, tmp_path / "zoo.zarr", workers=0, metrics=False).location)
+    return str(build_zoo(spec, tmp_path / "zoo.zarr", workers=0, metrics=False).location)
+
+
+def test_regression_zoo_is_evaluated_by_test_loss(tmp_path: Path, capsys) -> None:
+    store = regression_zoo(tmp_path, seeds=3)
     config = GaussianConfig().with_overrides({
         "data.canonical": False, "data.property": "", "data.exclude_phases": [],
         "data.heldout": 0.34, "model.pca_max_drop": None,
@@ -69,11 +74,7 @@ def test_regression_zoo_cross_validates(tmp_path: Path, capsys) -> None:
     calibration (they compare predicted classes) are turned off with a note before training,
     instead of failing after it, and the folds' loss rows pool with every held-out real model
     counted once."""
-    spec = ZooSpec.from_dict(tiny_spec_dict(
-        tasks=TASKS, heldout_tasks=TASKS[1:], epochs=2, checkpoints=[0, 2], seeds=4,
-        temperature={"axis": "learning_rate", "values": [0.01, 0.02]},
-    ))  # fmt: skip
-    store = str(build_zoo(spec, tmp_path / "zoo.zarr", workers=0, metrics=False).location)
+    store = regression_zoo(tmp_path, seeds=4)
     config = GaussianConfig().with_overrides({
         "data.canonical": False, "data.exclude_phases": [], "model.pca_max_drop": None,
         "calibrate.candidates": 2, "distill.per_net": 1,

@@ -129,8 +129,7 @@ def train_generator_cmd(
     overrides: dict[str, Any] = {} if raw is None else {"data.canonical": not raw}
     if seed is not None:
         overrides["training.seed"] = seed
-    if overrides:
-        gen.config = gen.config.with_overrides(overrides)
+    gen.config = gen.config.with_overrides(overrides)
     if folds:
         _cross_validate(gen, zoo, population, folds, out, max_steps)
         return
